@@ -1,0 +1,111 @@
+"""Running one cell: build its datamodule and method, train if trainable, score the test set once."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+import warnings
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from benchmark.spec import Cell, TrainConfig
+from benchmark.tracking import cell_logger
+from datamodules import DATASETS
+from datamodules.evaluation import evaluate
+from methods import METHODS
+from methods.unet import UNetConfig
+
+PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "numpy", "scikit-image", "bm3d", "wandb", "noise2same-bench")
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+    lambda record: "litlogger" not in record.getMessage())  # drop Lightning's advert on every fit
+
+
+def environment() -> dict[str, Any]:
+    """Package versions, Python, host, device and git commit the result was computed with."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    return {"versions": versions, "python": platform.python_version(), "host": platform.node(),
+            "device": device, "git_sha": sha}
+
+
+def build_datamodule(cell: Cell, train_keys: frozenset[str] = frozenset({"noisy"})) -> Any:
+    """The cell's dataset; for a trainable cell, set up to serve `train_keys` patches for its run."""
+    kwargs = {k: v for k, v in cell.config["dataset"].items() if k != "name"}
+    dataset_cls = DATASETS.get(cell.dataset)
+    if not cell.trainable:
+        return dataset_cls(**kwargs)
+    train = TrainConfig(**cell.config["train"])
+    patch = train.patch_size if isinstance(train.patch_size, int) else tuple(train.patch_size)
+    common = dict(train_keys=train_keys, batch_size=train.batch_size, patch_size=patch,
+                  train_samples=train.steps * train.batch_size, seed=cell.seed)
+    return dataset_cls(**kwargs, **common)
+
+
+def build_method(cell: Cell, datamodule: Any) -> Any:
+    """The cell's method with its hyperparameters (and, if trainable, the backbone sized to the data)."""
+    method_cls = METHODS.get(cell.method)
+    kwargs = {k: v for k, v in cell.config["method"].items() if k != "name"}
+    if not cell.trainable:
+        return method_cls(**kwargs)
+    return method_cls(**kwargs, in_channels=datamodule.channels, spatial_dims=datamodule.spatial_dims,
+                      backbone=UNetConfig(**cell.config["backbone"]), seed=cell.seed)
+
+
+def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto") -> dict[str, Any]:
+    """Train (if trainable) and test one cell; the returned dict is what the store keeps."""
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    pl.seed_everything(cell.seed, workers=True, verbose=False)
+    method_cls = METHODS.get(cell.method)
+    datamodule = build_datamodule(cell, method_cls.train_keys)
+    method = build_method(cell, datamodule)
+    train_seconds = 0.0
+    logger = None
+    if cell.trainable:
+        train = TrainConfig(**cell.config["train"])
+        logger = cell_logger(cell, work_dir / "wandb")
+        trainer = pl.Trainer(max_steps=train.steps, val_check_interval=min(train.val_every, train.steps),
+                             check_val_every_n_epoch=None, accelerator=accelerator, devices=1,
+                             precision=train.precision, logger=logger or False, enable_checkpointing=False,
+                             default_root_dir=str(work_dir / "lightning" / cell.id), num_sanity_val_steps=0,
+                             enable_model_summary=False, log_every_n_steps=min(10, train.steps))
+        trainer.fit(method, datamodule=datamodule)
+        train_seconds = time.perf_counter() - t0
+        method.eval()
+    t1 = time.perf_counter()
+    result = evaluate(method.denoise, datamodule.test_dataloader(), datamodule.protocol,
+                      description=f"test {cell.dataset}/{cell.method}")
+    test_seconds = time.perf_counter() - t1
+    if logger is not None:
+        logger.experiment.summary["test/psnr"] = result.mean
+        logger.experiment.finish()
+    return {
+        "id": cell.id, "table": cell.table, "preset": cell.preset, "status": "done",
+        "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "config": cell.config,
+        "psnr_mean": result.mean, "psnr": dict(zip(result.ids, result.psnr)),
+        "timings": {"train_s": round(train_seconds, 3), "test_s": round(test_seconds, 3),
+                    "total_s": round(time.perf_counter() - t0, 3)},
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment(),
+    }

@@ -1,0 +1,100 @@
+"""Name -> class registries (methods, datasets) and the checks of user-given names and keyword arguments."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Generic, TypeVar, get_type_hints
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake; its message is one line saying what was wrong and what to do."""
+
+
+class UnknownNameError(ConfigError):
+    """A method, dataset, table or preset name that is not registered."""
+
+
+class Registry(Generic[T]):
+    """A name -> class map. Built-ins and plugins register the same way: @REGISTRY.register("name")."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._origins: dict[str, str] = {}
+
+    def register(self, name: str, origin: str = "built-in") -> Callable[[T], T]:
+        """Decorator adding a class under `name`; a name already taken is an error."""
+        def add(entry: T) -> T:
+            if name in self._entries:
+                raise ConfigError(f"{self.kind} name {name!r} is already registered (by {self._origins[name]})")
+            self._entries[name] = entry
+            self._origins[name] = origin
+            entry.registered_name = name  # type: ignore[attr-defined]
+            return entry
+        return add
+
+    def get(self, name: str) -> T:
+        """The class registered under `name`; an unknown name raises an error listing the valid ones."""
+        if name not in self._entries:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def origin(self, name: str) -> str:
+        """Where the entry came from ('built-in' or a plugin's name)."""
+        self.get(name)
+        return self._origins[name]
+
+    def names(self) -> list[str]:
+        """Registered names, in registration order."""
+        return list(self._entries)
+
+
+def keyword_parameters(cls: type, exclude: frozenset[str] = frozenset()) -> dict[str, inspect.Parameter]:
+    """Keyword parameters of cls.__init__, following **kwargs up the class hierarchy, minus `exclude`."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        hints = get_type_hints(init)
+        signature = inspect.signature(init)
+        for name, param in list(signature.parameters.items())[1:]:
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and name not in params:
+                params[name] = param.replace(annotation=hints.get(name, param.annotation))
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            break
+    return {name: p for name, p in params.items() if name not in exclude}
+
+
+def resolve_kwargs(cls: type, given: dict[str, Any], what: str,
+                   exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """All hyperparameters of `cls` with defaults filled in; unknown or mistyped keys raise ConfigError."""
+    params = keyword_parameters(cls, exclude)
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(params))}")
+    resolved: dict[str, Any] = {}
+    for name, param in params.items():
+        if name in given:
+            resolved[name] = _coerce(given[name], param.annotation, f"{what}: key {name!r}")
+        elif param.default is inspect.Parameter.empty:
+            raise ConfigError(f"{what}: missing required key {name!r}")
+        else:
+            resolved[name] = param.default
+    return resolved
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check a spec value against a simple type hint (int, float, bool, str, optional forms); ints pass as floats."""
+    allowed = getattr(annotation, "__args__", None) or (annotation,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    simple = [t for t in allowed if t in (int, float, bool, str)]
+    if simple and not any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in simple):
+        names = " or ".join(t.__name__ for t in simple)
+        raise ConfigError(f"{where} must be {names}, got {value!r}")
+    return value

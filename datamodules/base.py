@@ -1,0 +1,165 @@
+"""The batch contract and the one LightningDataModule family every dataset belongs to.
+
+A dataset provides three splits of (C, *S) float32 images. Training batches are random patches that
+carry only the keys the method declared (`noisy`; plus `clean` for supervised, `noisy2` for
+Noise2Noise): the training dataset is built from those arrays alone, so a self-supervised method has
+no path to a clean image. Validation and test batches are whole images with `noisy` and `clean`,
+scored by the dataset's protocol.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark.registry import ConfigError
+from datamodules.evaluation import PSNRProtocol
+
+Array = np.ndarray
+
+
+@dataclass
+class Split:
+    """The images of one split, each (C, *S) float32; `clean` / `noisy2` are None where none exist."""
+
+    noisy: list[Array]
+    ids: list[str]
+    clean: list[Array] | None = None
+    noisy2: list[Array] | None = None
+
+    def arrays(self, keys: frozenset[str], owner: str) -> dict[str, list[Array]]:
+        """The image lists of the given keys; a key this split lacks is a ConfigError."""
+        available = {key: getattr(self, key) for key in ("noisy", "clean", "noisy2") if getattr(self, key) is not None}
+        missing = sorted(keys - set(available))
+        if missing:
+            raise ConfigError(f"{owner} has no {', '.join(missing)} images; methods that need them do not apply to it")
+        return {key: available[key] for key in sorted(keys)}
+
+
+def _augment(image: Array, rotation: int, flip: bool) -> Array:
+    """rot90 by `rotation` quarter turns in the last two axes, then a flip of the last axis if `flip`."""
+    image = np.rot90(image, rotation, axes=(-2, -1))
+    return np.ascontiguousarray(image[..., ::-1] if flip else image)
+
+
+class PatchDataset(Dataset):
+    """Item i: a random patch of a random image with a random rot90 and flip, the same for every key.
+
+    The draw depends only on (seed, i), so an epoch is reproducible whatever the loader's workers.
+    """
+
+    def __init__(self, arrays: dict[str, list[Array]], patch: tuple[int, ...], length: int, seed: int) -> None:
+        self.arrays = arrays
+        self.patch = patch
+        self.length = length
+        self.seed = seed
+        first = next(iter(arrays.values()))
+        for image in first:
+            if any(s < p for s, p in zip(image.shape[1:], patch)):
+                raise ConfigError(f"patch size {patch} is larger than an image of shape {image.shape[1:]}; "
+                                  "choose a smaller patch_size")
+        self.n_images = len(first)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        which = int(rng.integers(self.n_images))
+        shape = next(iter(self.arrays.values()))[which].shape[1:]
+        corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(shape, self.patch)]
+        window = (slice(None), *[slice(c, c + p) for c, p in zip(corner, self.patch)])
+        rotation, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+        return {key: torch.from_numpy(_augment(images[which][window], rotation, flip))
+                for key, images in self.arrays.items()}
+
+
+class ImageDataset(Dataset):
+    """Whole images of a split with `noisy`, `clean` and `id`, for validation and test."""
+
+    def __init__(self, split: Split, owner: str) -> None:
+        self.arrays = split.arrays(frozenset({"noisy", "clean"}), owner)
+        self.ids = split.ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        item: dict = {key: torch.from_numpy(images[index]) for key, images in self.arrays.items()}
+        item["id"] = self.ids[index]
+        return item
+
+
+class DenoisingDataModule(pl.LightningDataModule):
+    """Base of every dataset: subclasses set the class facts below and implement `load_splits`.
+
+    Common keyword arguments (set by the runner, not by a spec's dataset section): train_keys,
+    batch_size, patch_size (one int for every spatial axis, or one per axis), train_samples (patches
+    per epoch), seed (patch draws; the dataset's own noise has its own fixed seed), num_workers.
+    """
+
+    channels: ClassVar[int] = 1
+    spatial_dims: ClassVar[int] = 2
+    protocol: ClassVar[PSNRProtocol]
+    eval_batch_size: ClassVar[int] = 1
+    # The column of the paper's Table 3 this dataset reproduces or stands in for.
+    paper_column: ClassVar[str | None] = None
+    stand_in: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, *, train_keys: frozenset[str] = frozenset({"noisy"}), batch_size: int = 16,
+                 patch_size: int | tuple[int, ...] = 64, train_samples: int = 1024, seed: int = 0,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        self.train_keys = frozenset(train_keys)
+        self.batch_size = batch_size
+        self.patch = (patch_size,) * self.spatial_dims if isinstance(patch_size, int) else tuple(patch_size)
+        self.train_samples = train_samples
+        self.seed = seed
+        self.num_workers = num_workers
+        self._splits: dict[str, Split] | None = None
+
+    @property
+    def name(self) -> str:
+        return type(self).registered_name
+
+    @abstractmethod
+    def load_splits(self) -> dict[str, Split]:
+        """The 'train', 'val' and 'test' splits."""
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        if self._splits is None:
+            self._splits = self.load_splits()
+        return self._splits
+
+    def train_dataloader(self) -> DataLoader:
+        arrays = self.splits["train"].arrays(self.train_keys, f"the {self.name} training split")
+        dataset = PatchDataset(arrays, self.patch, self.train_samples, self.seed)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, drop_last=True,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Whole images of 'val' or 'test', in a fixed order."""
+        dataset = ImageDataset(self.splits[split], f"the {self.name} {split} split")
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")
+
+
+def noisy_copies(clean: list[Array], noise, seed: int, split_tag: int) -> tuple[list[Array], list[Array]]:
+    """Two independent noisy draws (noisy, noisy2) of each clean image; draw k of image i uses the
+    generator seeded by (seed, split_tag, i, k), so each image's noise is fixed whatever else changes."""
+    draws = [[noise(image, np.random.default_rng([seed, split_tag, i, k])).astype(np.float32)
+              for i, image in enumerate(clean)] for k in (0, 1)]
+    return draws[0], draws[1]

@@ -1,0 +1,78 @@
+"""natural-gray: the natural photographs bundled with scikit-image, in grey, with BSD68's noise.
+
+A stand-in for BSD68 that needs no download: Gaussian noise of std 25 on the 0-255 scale, not
+clipped, scored by BSD68's protocol (raw prediction, data range 255). RGB photographs are converted
+with ITU-R 601 luma weights (skimage.color.rgb2gray). Train, validation and test images are disjoint;
+each image's two noisy draws are fixed by `data_seed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from skimage import color, data
+
+from datamodules.base import DenoisingDataModule, Split, noisy_copies
+from datamodules.noise import Gaussian
+from datamodules.evaluation import PSNRProtocol
+from datamodules.registry import register_dataset
+
+# name -> loader of a uint8 image (grey or RGB) that ships inside scikit-image.
+_BUNDLED: dict[str, Callable[[], np.ndarray]] = {
+    "brick": data.brick, "grass": data.grass, "gravel": data.gravel, "moon": data.moon, "cell": data.cell,
+    "clock": data.clock, "page": data.page, "text": data.text, "hubble_deep_field": data.hubble_deep_field,
+    "immunohistochemistry": data.immunohistochemistry, "retina": data.retina,
+    "motorcycle": lambda: data.stereo_motorcycle()[0],
+    "coins": data.coins, "rocket": data.rocket,
+    "camera": data.camera, "astronaut": data.astronaut, "chelsea": data.chelsea, "coffee": data.coffee,
+}
+NATURAL_GRAY_SPLITS = {
+    "train": ["brick", "grass", "gravel", "moon", "cell", "clock", "page", "text", "hubble_deep_field",
+              "immunohistochemistry", "retina", "motorcycle"],
+    "val": ["coins", "rocket"],
+    "test": ["camera", "astronaut", "chelsea", "coffee"],
+}
+
+
+def bundled_gray(name: str) -> np.ndarray:
+    """A bundled scikit-image photograph as a (1, H, W) float32 image on the 0-255 scale."""
+    image = _BUNDLED[name]()
+    if image.ndim == 3:
+        image = color.rgb2gray(image) * 255.0
+    return image.astype(np.float32)[None]
+
+
+def center_crop(image: np.ndarray, max_size: int | None) -> np.ndarray:
+    """The central window of at most max_size along each spatial axis (the image itself if None)."""
+    if max_size is None:
+        return image
+    window = [slice((s - min(s, max_size)) // 2, (s - min(s, max_size)) // 2 + min(s, max_size))
+              for s in image.shape[1:]]
+    return image[(slice(None), *window)]
+
+
+@register_dataset("natural-gray")
+class NaturalGray(DenoisingDataModule):
+    """Grey natural images with Gaussian noise (sigma on 0-255); `max_size` centre-crops every image
+    (small test runs); `data_seed` fixes the noise of every split."""
+
+    protocol = PSNRProtocol(data_range=255.0)
+    paper_column = "BSD68"
+    stand_in = True
+    description = "scikit-image's bundled photographs in grey, Gaussian sigma=25 (embedded stand-in for BSD68)"
+
+    def __init__(self, sigma: float = 25.0, max_size: int | None = None, data_seed: int = 0,
+                 **common: Any) -> None:
+        super().__init__(**common)
+        self.sigma = sigma
+        self.max_size = max_size
+        self.data_seed = data_seed
+
+    def load_splits(self) -> dict[str, Split]:
+        splits = {}
+        for tag, (split, names) in enumerate(NATURAL_GRAY_SPLITS.items()):
+            clean = [center_crop(bundled_gray(name), self.max_size) for name in names]
+            noisy, noisy2 = noisy_copies(clean, Gaussian(self.sigma), self.data_seed, split_tag=tag)
+            splits[split] = Split(noisy=noisy, ids=names, clean=clean, noisy2=noisy2)
+        return splits

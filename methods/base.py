@@ -1,0 +1,146 @@
+"""The two kinds of denoiser every method is: trainable (a LightningModule on the shared backbone) or
+classical (denoise only). Both expose `denoise(noisy) -> estimate` in the data's own units, which is all
+the shared evaluation calls."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from methods.unet import UNet, UNetConfig
+
+LossTerms = dict[str, Tensor]
+
+# Keys a training batch can hold (see datamodules): the noisy input, the clean target, a second noisy draw.
+BATCH_KEYS = frozenset({"noisy", "clean", "noisy2"})
+
+
+def standardize(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """z = (x - mean) / std per sample and channel over the spatial axes (ddof 0, std floored at 1e-6)."""
+    axes = tuple(range(2, x.dim()))
+    mean = x.mean(dim=axes, keepdim=True)
+    std = x.std(dim=axes, keepdim=True, unbiased=False).clamp(min=1e-6)
+    return (x - mean) / std, mean, std
+
+
+class ClassicalDenoiser(ABC):
+    """A method without training: `denoise_image` maps one (C, *S) float64 array to its estimate."""
+
+    trainable: ClassVar[bool] = False
+    train_keys: ClassVar[frozenset[str]] = frozenset()
+    supports_3d: ClassVar[bool] = True
+
+    def denoise(self, noisy: Tensor) -> Tensor:
+        """Apply `denoise_image` to each image of a (B, C, *S) batch; same shape, dtype and device."""
+        images = noisy.detach().cpu().double().numpy()
+        return torch.from_numpy(np.stack([self.denoise_image(image) for image in images])).to(noisy)
+
+    @abstractmethod
+    def denoise_image(self, image: np.ndarray) -> np.ndarray:
+        """Estimate of the clean (C, *S) image from the noisy one."""
+
+
+class TrainableDenoiser(pl.LightningModule):
+    """Shared base of the trainable methods.
+
+    It owns the backbone, per-sample standardisation, the optimiser (Adam, learning rate halved every
+    `lr_halving_steps`), the seeded generator for masks, validation PSNR by the dataset's protocol
+    and sample images. A subclass writes `training_loss` and, where inference is not one forward
+    pass, `denoise_standardized`.
+    """
+
+    trainable: ClassVar[bool] = True
+    # Batch keys the method may see in training; the datamodule serves only these.
+    train_keys: ClassVar[frozenset[str]] = frozenset({"noisy"})
+    supports_3d: ClassVar[bool] = True
+    # Network passes over the batch per training step (for cost estimates).
+    forward_passes: ClassVar[int] = 1
+    n_samples_logged: ClassVar[int] = 3
+
+    def __init__(self, *, in_channels: int = 1, spatial_dims: int = 2, backbone: UNetConfig = UNetConfig(),
+                 seed: int = 0, lr: float = 4e-4, lr_halving_steps: int = 5000) -> None:
+        super().__init__()
+        self.net = self.build_network(in_channels, spatial_dims, backbone)
+        self.size_multiple = backbone.size_multiple
+        self.seed = seed
+        self.lr = lr
+        self.lr_halving_steps = lr_halving_steps
+        self._generator: torch.Generator | None = None
+
+    def build_network(self, in_channels: int, spatial_dims: int, backbone: UNetConfig) -> torch.nn.Module:
+        """The shared U-Net mapping C channels to C channels."""
+        return UNet(in_channels, in_channels, spatial_dims, backbone)
+
+    @abstractmethod
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, LossTerms]:
+        """The loss to minimise on a training batch and its named terms (logged)."""
+
+    # --- inference -------------------------------------------------------------------------------
+    def forward(self, z: Tensor) -> Tensor:
+        """Network output for a standardised input whose spatial size suits the backbone."""
+        return self.net(z)
+
+    def padded_forward(self, z: Tensor) -> Tensor:
+        """forward on an input of any size: reflect-pad each spatial axis to the backbone's multiple, then crop."""
+        sizes = z.shape[2:]
+        extras = [-size % self.size_multiple for size in sizes]
+        pads = [amount for extra in reversed(extras) for amount in (extra // 2, extra - extra // 2)]
+        crop = (..., *[slice(extra // 2, extra // 2 + size) for extra, size in zip(extras, sizes)])
+        padded = F.pad(z, pads, mode="reflect") if any(extras) else z
+        return self(padded)[crop]
+
+    def denoise_standardized(self, z: Tensor) -> Tensor:
+        """Estimate of the standardised clean image; f(z) by default."""
+        return self.padded_forward(z)
+
+    @torch.no_grad()
+    def denoise(self, noisy: Tensor) -> Tensor:
+        """Estimate of the clean image in the data's units: standardise, denoise, undo the standardisation."""
+        z, mean, std = standardize(noisy.to(self.device, torch.float32))
+        return (self.denoise_standardized(z) * std + mean).to(noisy)
+
+    # --- training --------------------------------------------------------------------------------
+    def standardized(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every image of the batch standardised with the noisy input's statistics (shared units)."""
+        _, mean, std = standardize(batch["noisy"])
+        return {key: (value - mean) / std for key, value in batch.items()}
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The method's seeded generator on `device` (masks and replacements draw from it)."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed + 1_000_003 * self.global_rank)
+        return self._generator
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        unexpected = set(batch) - self.train_keys
+        if unexpected:
+            raise RuntimeError(f"{type(self).__name__} got {sorted(unexpected)} in a training batch; "
+                               f"it may only see {sorted(self.train_keys)}")
+        loss, terms = self.training_loss(batch)
+        batch_size = len(batch["noisy"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.lr_halving_steps, gamma=0.5)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # --- validation ------------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        protocol = self.trainer.datamodule.protocol
+        estimate = self.denoise(batch["noisy"])
+        psnr = protocol.psnr(estimate, batch["clean"])
+        self.log("val/psnr", psnr.mean(), prog_bar=True, batch_size=len(psnr))
+        if batch_idx == 0 and hasattr(self.logger, "log_image"):
+            count = min(self.n_samples_logged, len(psnr))
+            strips = [protocol.sample_strip(batch["noisy"][i], estimate[i], batch["clean"][i]) for i in range(count)]
+            captions = [f"noisy | denoised | clean, PSNR {psnr[i]:.2f} dB" for i in range(count)]
+            self.logger.log_image(key="val/samples", images=strips, caption=captions, step=self.global_step)

@@ -1,0 +1,8 @@
+"""The method registry: every denoiser, built-in or plugin, is looked up here by name."""
+
+from __future__ import annotations
+
+from benchmark.registry import Registry
+
+METHODS: Registry[type] = Registry("method")
+register_method = METHODS.register

@@ -1,0 +1,125 @@
+"""The shared U-Net backbone of every trainable method, in 2-D and 3-D.
+
+Its shape follows the network of the official Noise2Same code: a 3x3 stem, one pre-activation
+residual block per resolution level, strided 2x2 convolutions down, transposed 2x2 convolutions up
+with skip concatenation, and a BN-ReLU-1x1 head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Size and options of the backbone.
+
+    depth: number of resolution levels (depth - 1 down-samplings); channels double per level.
+    base_channels: channels of the first level. batch_norm: BN inside the residual blocks and the
+    head. residual: the network predicts a correction added to its input. bn_momentum: PyTorch
+    convention (the TF code's 0.997 decay is momentum 0.003).
+    """
+
+    depth: int = 3
+    base_channels: int = 32
+    batch_norm: bool = True
+    residual: bool = False
+    bn_momentum: float = 0.1
+
+    @classmethod
+    def paper(cls) -> "UNetConfig":
+        """The configuration of the paper's code: depth 3, 96 first-layer channels, BN decay 0.997."""
+        return cls(depth=3, base_channels=96, batch_norm=True, residual=False, bn_momentum=0.003)
+
+    @property
+    def size_multiple(self) -> int:
+        """Spatial sizes must be multiples of this (2 ** number of down-samplings)."""
+        return 2 ** (self.depth - 1)
+
+
+def conv_layer(spatial_dims: int) -> type[nn.Module]:
+    """nn.Conv2d or nn.Conv3d."""
+    return {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+
+
+def norm_layer(spatial_dims: int, channels: int, enabled: bool, momentum: float) -> nn.Module:
+    """Batch norm over the batch and spatial axes, or identity when disabled."""
+    if not enabled:
+        return nn.Identity()
+    return {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims](channels, momentum=momentum)
+
+
+class ResidualBlock(nn.Module):
+    """Pre-activation block: y = conv3(act(bn(conv3(h)))) + shortcut(h'), h = act(bn(x)).
+
+    The shortcut is x itself when widths match, else a 1x1 convolution of act(bn(x)).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, spatial_dims: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        conv = conv_layer(spatial_dims)
+        self.norm1 = norm_layer(spatial_dims, in_ch, cfg.batch_norm, cfg.bn_momentum)
+        self.conv1 = conv(in_ch, out_ch, 3, padding=1, bias=not cfg.batch_norm)
+        self.norm2 = norm_layer(spatial_dims, out_ch, cfg.batch_norm, cfg.bn_momentum)
+        self.conv2 = conv(out_ch, out_ch, 3, padding=1, bias=not cfg.batch_norm)
+        self.shortcut = None if in_ch == out_ch else conv(in_ch, out_ch, 1, bias=False)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.act(self.norm1(x))
+        skip = x if self.shortcut is None else self.shortcut(h)
+        h = self.conv1(h)
+        h = self.conv2(self.act(self.norm2(h)))
+        return h + skip
+
+
+class UNet(nn.Module):
+    """U-Net mapping (B, C_in, *S) to (B, C_out, *S); each of S a multiple of cfg.size_multiple."""
+
+    def __init__(self, in_channels: int, out_channels: int, spatial_dims: int = 2,
+                 cfg: UNetConfig = UNetConfig()) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if cfg.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {cfg.depth}")
+        if cfg.residual and in_channels != out_channels:
+            raise ValueError("a residual U-Net needs as many output channels as input channels")
+        self.cfg = cfg
+        self.spatial_dims = spatial_dims
+        conv = conv_layer(spatial_dims)
+        up = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[spatial_dims]
+        widths = [cfg.base_channels * 2**level for level in range(cfg.depth)]
+
+        self.stem = conv(in_channels, widths[0], 3, padding=1, bias=False)
+        self.down = nn.ModuleList(conv(widths[i - 1], widths[i], 2, stride=2) for i in range(1, cfg.depth))
+        self.encode = nn.ModuleList(ResidualBlock(w, w, spatial_dims, cfg) for w in widths)
+        self.up = nn.ModuleList(up(widths[i + 1], widths[i], 2, stride=2) for i in range(cfg.depth - 1))
+        self.decode = nn.ModuleList(ResidualBlock(2 * widths[i], widths[i], spatial_dims, cfg)
+                                    for i in range(cfg.depth - 1))
+        self.head = nn.Sequential(norm_layer(spatial_dims, widths[0], cfg.batch_norm, cfg.bn_momentum),
+                                  nn.ReLU(inplace=True), conv(widths[0], out_channels, 1, bias=False))
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.cfg.size_multiple
+        if any(s % m for s in x.shape[2:]):
+            raise ValueError(f"spatial size {tuple(x.shape[2:])} is not a multiple of {m}; pad the input first")
+        h = self.encode[0](self.stem(x))
+        skips = [h]
+        for down, block in zip(self.down, self.encode[1:]):
+            h = block(down(h))
+            skips.append(h)
+        skips.pop()
+        for level in reversed(range(self.cfg.depth - 1)):
+            h = self.up[level](h)
+            h = self.decode[level](torch.cat([h, skips[level]], dim=1))
+        out = self.head(h)
+        return out + x if self.cfg.residual else out

@@ -1,0 +1,85 @@
+"""The runner end to end on the smoke preset: a full table, resume, determinism, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.cell import run_cell
+from benchmark.spec import TableSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stored(results: Path) -> dict[str, tuple[float, bytes]]:
+    """cell file name -> (mtime, bytes) of every stored cell."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (results / "runs" / "cells").glob("*.json")}
+
+
+def test_smoke_table_runs_reports_and_resumes(tmp_path, capsys):
+    assert main(["run", "table3", "--preset", "smoke", "--results", str(tmp_path)]) == 0
+    spec = TableSpec.load("table3")
+    cells = stored(tmp_path)
+    assert len(cells) == len(spec.datasets) * len(spec.methods)
+    result = json.loads(next(iter(cells.values()))[1])
+    assert {"psnr_mean", "psnr", "config", "seed", "timings", "versions"} <= set(result)
+    assert np.mean(list(result["psnr"].values())) == result["psnr_mean"]
+    table = (tmp_path / "table3.csv").read_text().splitlines()
+    assert table[0].startswith("method,hanzi,hanzi paper (HanZi),natural-gray,natural-gray paper (BSD68)")
+    assert len(table) == 1 + len(spec.methods) and all(",," not in line for line in table[1:])
+    assert "| noise2same |" in (tmp_path / "table3.md").read_text()
+
+    capsys.readouterr()
+    assert main(["run", "table3", "--preset", "smoke", "--results", str(tmp_path)]) == 0
+    assert "0 to run" in capsys.readouterr().out
+    assert stored(tmp_path) == cells  # nothing recomputed or rewritten
+
+
+def test_same_seed_gives_the_same_psnr(tmp_path):
+    cell = TableSpec.load("table3").cells("smoke", methods=["noise2same"], datasets=["natural-gray"])[0]
+    first = run_cell(cell, tmp_path / "a")
+    second = run_cell(cell, tmp_path / "b")
+    assert first["psnr"] == second["psnr"]
+
+
+def test_wandb_offline_run_holds_metrics_and_non_blank_samples(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cell = TableSpec.load("table3").cells("smoke", methods=["noise2same"], datasets=["hanzi"])[0]
+    run_cell(cell, tmp_path)
+    runs = list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for key in (b"train/rec", b"train/inv", b"val/psnr", b"test/psnr", cell.id.encode()):
+        assert key in record
+    images = list(runs[0].glob("files/media/images/val/*.png"))
+    assert images and all(np.asarray(Image.open(p)).std() > 1 for p in images)
+
+
+def test_killed_table_resumes_without_touching_finished_cells(tmp_path):
+    command = [sys.executable, "-m", "benchmark", "run", "table3", "--preset", "smoke", "--results", str(tmp_path)]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(stored(tmp_path)) < 4 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = stored(tmp_path)
+    assert 4 <= len(before) < 10, "the table should have been killed part-way"
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"{len(before)} already in" in finished.stdout
+    after = stored(tmp_path)
+    assert len(after) == 10
+    assert {name: after[name] for name in before} == before
+    assert not list((tmp_path / "runs" / "cells").glob(".*"))  # no half-written file counts as a cell

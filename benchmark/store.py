@@ -35,6 +35,7 @@ class ResultStore:
         target = self.path(result["id"])
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{result['id']}.", suffix=".tmp")
         try:
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; a result is for everyone to read
             with os.fdopen(handle, "w") as stream:
                 json.dump(result, stream, indent=1)
                 stream.flush()

@@ -67,12 +67,18 @@ def build_method(cell: Cell, datamodule: Any) -> Any:
     kwargs = {k: v for k, v in cell.config["method"].items() if k != "name"}
     if not cell.trainable:
         return method_cls(**kwargs)
+    if method_cls.requires_gaussian_sigma:
+        kwargs["gaussian_sigma"] = datamodule.gaussian_sigma
+    train = TrainConfig(**cell.config["train"])
     return method_cls(**kwargs, in_channels=datamodule.channels, spatial_dims=datamodule.spatial_dims,
-                      backbone=UNetConfig(**cell.config["backbone"]), seed=cell.seed)
+                      backbone=UNetConfig(**cell.config["backbone"]), seed=cell.seed, lr=train.lr,
+                      lr_halving_steps=train.lr_halving_steps)
 
 
 def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto") -> dict[str, Any]:
     """Train (if trainable) and test one cell; the returned dict is what the store keeps."""
+    if cell.not_applicable:
+        raise ValueError(f"{cell.method} does not apply to {cell.dataset}: {cell.not_applicable}")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     pl.seed_everything(cell.seed, workers=True, verbose=False)

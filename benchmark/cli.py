@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             failed = run_cells(cells, store, args.results / "runs", args.accelerator)
         table = write_report(spec, args.preset, cells, store, args.results)
-        print(table.round(2).to_string())
+        print(table.to_string())
         print(f"wrote {args.results / (spec.name + '.md')} and {args.results / (spec.name + '.csv')}")
         if failed:
             print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; run again to retry them", file=sys.stderr)

@@ -3,6 +3,7 @@ beside ours."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def paper_numbers(table: str) -> pd.DataFrame:
 
 
 def collect(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """One row per cell: dataset, method, seed and its mean PSNR (NaN where the cell has not finished)."""
+    """One row per cell: dataset, method, seed and its mean PSNR (NaN until it has finished)."""
     rows = []
     for cell in cells:
         result = store.load(cell.id)
@@ -31,46 +32,80 @@ def collect(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pivot(spec: TableSpec, cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """Methods as rows; for each dataset a column of our PSNR (mean over seeds) and one of the paper's."""
+@dataclass
+class Report:
+    """Methods as rows; per dataset our PSNR (mean over seeds) and the paper's; n/a reasons by (method, dataset)."""
+
+    table: pd.DataFrame
+    not_applicable: dict[tuple[str, str], str]
+    missing: int
+    paper_columns: frozenset[str]
+
+    def cell_text(self, method: str, column: str, value: float) -> str:
+        """A field: the number; 'n/a' for a cell that does not apply; '' for one not yet run; '-' where
+        the paper has no number."""
+        if (method, column) in self.not_applicable:
+            return "n/a"
+        if pd.isna(value):
+            return "-" if column in self.paper_columns else ""
+        return f"{value:.2f}"
+
+
+def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Report:
+    """The report of the given cells of `spec`, with the paper's column beside each dataset."""
     per_cell = collect(cells, store)
     ours = per_cell.groupby(["method", "dataset"], sort=False)["psnr"].mean().unstack("dataset")
     methods = [m for m in spec.methods if m in ours.index]
     datasets = [d for d in spec.datasets if d in ours.columns]
     reference = paper_numbers(spec.name)
     table = pd.DataFrame(index=pd.Index(methods, name="method"))
+    paper_columns = set()
     for dataset in datasets:
         table[dataset] = ours.loc[methods, dataset]
         column = DATASETS.get(dataset).paper_column
         if column and column in reference.columns:
+            paper_columns.add(f"{dataset} paper ({column})")
             table[f"{dataset} paper ({column})"] = reference[column].reindex(methods)
-    return table
+    reasons = {(cell.method, cell.dataset): cell.not_applicable for cell in cells if cell.not_applicable}
+    missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
+    return Report(table, reasons, missing, frozenset(paper_columns))
 
 
-def _markdown(spec: TableSpec, preset: str, table: pd.DataFrame, missing: int) -> str:
+def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
+    table = report.table
     lines = [f"# {spec.title}", "",
              f"Preset `{preset}`. Ours: mean over test images of the per-image PSNR, by each dataset's protocol. "
              "Paper: the published number of the column named in brackets.", ""]
     header = ["method", *table.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    footnotes: list[str] = []
     for method, row in table.iterrows():
-        cells = ["" if pd.isna(value) else f"{value:.2f}" for value in row]
-        lines.append("| " + " | ".join([method, *cells]) + " |")
+        fields = []
+        for column, value in row.items():
+            text = report.cell_text(method, column, value)
+            if text == "n/a":
+                footnotes.append(f"{method} on {column}: {report.not_applicable[(method, column)]}.")
+                text = f"n/a [{len(footnotes)}]"
+            fields.append(text)
+        lines.append("| " + " | ".join([method, *fields]) + " |")
+    if footnotes:
+        lines += ["", "Not applicable:"] + [f"{i}. {note}" for i, note in enumerate(footnotes, start=1)]
     lines += ["", "Datasets:"]
     for dataset in [c for c in table.columns if c in spec.datasets]:
         cls = DATASETS.get(dataset)
         role = f"stand-in for the paper's {cls.paper_column}" if cls.stand_in else f"the paper's {cls.paper_column}"
         lines.append(f"- `{dataset}`: {cls.description}; {role}.")
-    if missing:
-        lines += ["", f"{missing} cell(s) have not finished; their fields are empty."]
+    if report.missing:
+        lines += ["", f"{report.missing} cell(s) have not finished; their fields are empty."]
     return "\n".join(lines) + "\n"
 
 
 def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultStore, results_dir: Path) -> pd.DataFrame:
-    """Write results/<table>.csv and .md for the given cells and return the table."""
-    table = pivot(spec, cells, store)
-    missing = sum(not store.has(cell.id) for cell in cells)
+    """Write results/<table>.csv and .md for the given cells; returns the table as printed (text fields)."""
+    report = build_report(spec, cells, store)
+    printed = pd.DataFrame({column: [report.cell_text(method, column, value) for method, value in series.items()]
+                            for column, series in report.table.items()}, index=report.table.index)
     results_dir.mkdir(parents=True, exist_ok=True)
-    table.round(2).to_csv(results_dir / f"{spec.name}.csv")
-    (results_dir / f"{spec.name}.md").write_text(_markdown(spec, preset, table, missing))
-    return table
+    printed.to_csv(results_dir / f"{spec.name}.csv")
+    (results_dir / f"{spec.name}.md").write_text(_markdown(spec, preset, report))
+    return printed

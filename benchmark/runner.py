@@ -44,8 +44,10 @@ def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator
     A failing cell is reported with its error and the remaining cells still run; an interrupt stops
     at once, leaving every finished cell in the store.
     """
-    todo = [cell for cell in cells if not store.has(cell.id)]
-    echo(f"{len(cells)} cells: {len(cells) - len(todo)} already in {store.root}, {len(todo)} to run")
+    applicable = [cell for cell in cells if not cell.not_applicable]
+    todo = [cell for cell in applicable if not store.has(cell.id)]
+    echo(f"{len(cells)} cells: {len(cells) - len(applicable)} not applicable, "
+         f"{len(applicable) - len(todo)} already in {store.root}, {len(todo)} to run")
     failed: list[str] = []
     # Measured / estimated seconds so far, per kind (trained or classical), to rescale the estimates.
     spent = {True: 0.0, False: 0.0}

@@ -21,29 +21,35 @@ from methods import METHODS
 from methods.unet import UNetConfig
 
 # Keyword arguments the runner sets itself; a spec's method / dataset sections may not.
-RUNNER_METHOD_ARGS = frozenset({"in_channels", "spatial_dims", "backbone", "seed"})
+RUNNER_METHOD_ARGS = frozenset({"in_channels", "spatial_dims", "backbone", "seed", "gaussian_sigma",
+                                "lr", "lr_halving_steps"})
 RUNNER_DATA_ARGS = frozenset({"train_keys", "batch_size", "patch_size", "train_samples", "seed", "num_workers"})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run: optimiser steps, batch size, patch size (one int, or one per spatial axis),
-    validation interval in steps and Lightning precision."""
+    Adam's learning rate and the steps after which it halves, validation interval in steps and
+    Lightning precision."""
 
     steps: int = 1000
     batch_size: int = 16
     patch_size: int | list[int] = 64
+    lr: float = 4e-4
+    lr_halving_steps: int = 5000
     val_every: int = 250
     precision: str = "32-true"
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work: a fully resolved config, its id and where it comes from."""
+    """One unit of work: a fully resolved config, its id and where it comes from; `not_applicable` says
+    why the method cannot run on the dataset (the table shows n/a), None when it can."""
 
     table: str
     preset: str
     config: dict[str, Any]
+    not_applicable: str | None = None
 
     @property
     def id(self) -> str:
@@ -113,10 +119,14 @@ class TableSpec:
             DATASETS.get(name)
             if name not in self.datasets:
                 raise ConfigError(f"dataset {name!r} is not in {self.name}; its datasets: {', '.join(self.datasets)}")
-        return [Cell(self.name, preset, resolve_config(settings, dataset, method, seed, preset))
-                for dataset in datasets or self.datasets
-                for method in methods or self.methods
-                for seed in seeds or settings.get("seeds", [0])]
+        cells = []
+        for dataset in datasets or self.datasets:
+            for method in methods or self.methods:
+                for seed in seeds or settings.get("seeds", [0]):
+                    config = resolve_config(settings, dataset, method, seed, preset)
+                    data = DATASETS.get(dataset)(**{k: v for k, v in config["dataset"].items() if k != "name"})
+                    cells.append(Cell(self.name, preset, config, METHODS.get(method).not_applicable_to(data)))
+        return cells
 
 
 def resolve_config(settings: dict[str, Any], dataset: str, method: str, seed: int, preset: str) -> dict[str, Any]:

@@ -112,6 +112,8 @@ class DenoisingDataModule(pl.LightningDataModule):
     paper_column: ClassVar[str | None] = None
     stand_in: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    # Image kinds the training split holds (methods declaring other keys do not apply).
+    provides: ClassVar[frozenset[str]] = frozenset({"noisy", "clean", "noisy2"})
 
     def __init__(self, *, train_keys: frozenset[str] = frozenset({"noisy"}), batch_size: int = 16,
                  patch_size: int | tuple[int, ...] = 64, train_samples: int = 1024, seed: int = 0,
@@ -128,6 +130,11 @@ class DenoisingDataModule(pl.LightningDataModule):
     @property
     def name(self) -> str:
         return type(self).registered_name
+
+    @property
+    def gaussian_sigma(self) -> float | None:
+        """The std of the noise, in the data's units, when the noise is purely additive Gaussian; else None."""
+        return None
 
     @abstractmethod
     def load_splits(self) -> dict[str, Split]:

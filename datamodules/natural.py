@@ -69,6 +69,10 @@ class NaturalGray(DenoisingDataModule):
         self.max_size = max_size
         self.data_seed = data_seed
 
+    @property
+    def gaussian_sigma(self) -> float:
+        return self.sigma
+
     def load_splits(self) -> dict[str, Split]:
         splits = {}
         for tag, (split, names) in enumerate(NATURAL_GRAY_SPLITS.items()):

@@ -1,6 +1,7 @@
 """Every denoiser of the benchmark: registry, shared backbone and masking, one module per method family."""
 
 from methods.registry import METHODS, register_method
-from methods import classical, noise2same, noise2true  # noqa: F401  (registers the built-ins)
+# Importing the built-ins registers them, in the order of the paper's Table 3.
+from methods import classical, noise2true, noise2noise, laine, noise2void, noise2self, noise2same  # noqa: F401, E402
 
 __all__ = ["METHODS", "register_method"]

@@ -17,9 +17,6 @@ from methods.unet import UNet, UNetConfig
 
 LossTerms = dict[str, Tensor]
 
-# Keys a training batch can hold (see datamodules): the noisy input, the clean target, a second noisy draw.
-BATCH_KEYS = frozenset({"noisy", "clean", "noisy2"})
-
 
 def standardize(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """z = (x - mean) / std per sample and channel over the spatial axes (ddof 0, std floored at 1e-6)."""
@@ -29,12 +26,31 @@ def standardize(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return (x - mean) / std, mean, std
 
 
-class ClassicalDenoiser(ABC):
-    """A method without training: `denoise_image` maps one (C, *S) float64 array to its estimate."""
+class MethodTraits:
+    """What the runner knows of a method before building it, and which datasets it applies to."""
 
     trainable: ClassVar[bool] = False
+    # Batch keys the method may see in training; the datamodule serves only these.
     train_keys: ClassVar[frozenset[str]] = frozenset()
     supports_3d: ClassVar[bool] = True
+    # True for methods that need purely Gaussian noise of known std (the runner passes gaussian_sigma).
+    requires_gaussian_sigma: ClassVar[bool] = False
+
+    @classmethod
+    def not_applicable_to(cls, dataset: Any) -> str | None:
+        """Why the method cannot run on `dataset` (a datamodule), or None when it can."""
+        missing = sorted(cls.train_keys - dataset.provides)
+        if missing:
+            return f"needs {' and '.join(missing)} images for training, which {dataset.name} does not have"
+        if dataset.spatial_dims == 3 and not cls.supports_3d:
+            return "works on 2-D images only"
+        if cls.requires_gaussian_sigma and dataset.gaussian_sigma is None:
+            return f"needs Gaussian noise of known std; the noise of {dataset.name} is not Gaussian"
+        return None
+
+
+class ClassicalDenoiser(MethodTraits, ABC):
+    """A method without training: `denoise_image` maps one (C, *S) float64 array to its estimate."""
 
     def denoise(self, noisy: Tensor) -> Tensor:
         """Apply `denoise_image` to each image of a (B, C, *S) batch; same shape, dtype and device."""
@@ -46,7 +62,7 @@ class ClassicalDenoiser(ABC):
         """Estimate of the clean (C, *S) image from the noisy one."""
 
 
-class TrainableDenoiser(pl.LightningModule):
+class TrainableDenoiser(MethodTraits, pl.LightningModule):
     """Shared base of the trainable methods.
 
     It owns the backbone, per-sample standardisation, the optimiser (Adam, learning rate halved every
@@ -56,9 +72,7 @@ class TrainableDenoiser(pl.LightningModule):
     """
 
     trainable: ClassVar[bool] = True
-    # Batch keys the method may see in training; the datamodule serves only these.
     train_keys: ClassVar[frozenset[str]] = frozenset({"noisy"})
-    supports_3d: ClassVar[bool] = True
     # Network passes over the batch per training step (for cost estimates).
     forward_passes: ClassVar[int] = 1
     n_samples_logged: ClassVar[int] = 3

@@ -3,13 +3,18 @@
 Its shape follows the network of the official Noise2Same code: a 3x3 stem, one pre-activation
 residual block per resolution level, strided 2x2 convolutions down, transposed 2x2 convolutions up
 with skip concatenation, and a BN-ReLU-1x1 head.
+
+With `blind_spot=True` it is one branch of Laine et al.'s (2019) blind-spot network: every output
+sees only inputs strictly before it along the first spatial axis ("above" it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -40,9 +45,39 @@ class UNetConfig:
         return 2 ** (self.depth - 1)
 
 
-def conv_layer(spatial_dims: int) -> type[nn.Module]:
-    """nn.Conv2d or nn.Conv3d."""
-    return {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+class _Upward:
+    """Mixin for a stride-1 convolution of odd size k whose output at index i of the first spatial axis
+    sees inputs at indices <= i only: zero-pad k - 1 before and none after on that axis, k // 2 on both
+    sides of the others (it replaces any `padding` argument)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "padding": 0})
+
+    def forward(self, x: Tensor) -> Tensor:
+        first, *others = self.kernel_size
+        pads = [p for k in reversed(others) for p in (k // 2, k // 2)] + [first - 1, 0]
+        return super().forward(F.pad(x, pads))
+
+
+class UpwardConv2d(_Upward, nn.Conv2d):
+    """nn.Conv2d that sees only the rows at or above each output row."""
+
+
+class UpwardConv3d(_Upward, nn.Conv3d):
+    """nn.Conv3d that sees only the slices at or before each output slice (first spatial axis)."""
+
+
+class ShiftDown(nn.Module):
+    """Shift by one along the first spatial axis: zero row first, last row dropped (output i holds input i - 1)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x, [0, 0] * (x.dim() - 3) + [1, 0])[:, :, :-1]
+
+
+def conv_layer(spatial_dims: int, upward: bool = False) -> type[nn.Module]:
+    """nn.Conv2d or nn.Conv3d; with `upward`, their variants that see only inputs at or above the output."""
+    return {(2, False): nn.Conv2d, (3, False): nn.Conv3d,
+            (2, True): UpwardConv2d, (3, True): UpwardConv3d}[spatial_dims, upward]
 
 
 def norm_layer(spatial_dims: int, channels: int, enabled: bool, momentum: float) -> nn.Module:
@@ -55,18 +90,19 @@ def norm_layer(spatial_dims: int, channels: int, enabled: bool, momentum: float)
 class ResidualBlock(nn.Module):
     """Pre-activation block: y = conv3(act(bn(conv3(h)))) + shortcut(h'), h = act(bn(x)).
 
-    The shortcut is x itself when widths match, else a 1x1 convolution of act(bn(x)).
+    The shortcut is x itself when widths match, else a 1x1 convolution of act(bn(x)). With `upward`,
+    the 3x3 convolutions see only rows at or above their output row (see `UpwardConv2d`).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, spatial_dims: int, cfg: UNetConfig) -> None:
+    def __init__(self, in_ch: int, out_ch: int, spatial_dims: int, cfg: UNetConfig, upward: bool = False) -> None:
         super().__init__()
-        conv = conv_layer(spatial_dims)
+        conv = conv_layer(spatial_dims, upward)
         self.norm1 = norm_layer(spatial_dims, in_ch, cfg.batch_norm, cfg.bn_momentum)
         self.conv1 = conv(in_ch, out_ch, 3, padding=1, bias=not cfg.batch_norm)
         self.norm2 = norm_layer(spatial_dims, out_ch, cfg.batch_norm, cfg.bn_momentum)
         self.conv2 = conv(out_ch, out_ch, 3, padding=1, bias=not cfg.batch_norm)
         self.shortcut = None if in_ch == out_ch else conv(in_ch, out_ch, 1, bias=False)
-        self.act = nn.ReLU(inplace=True)
+        self.act = nn.ReLU()  # not in place: without BN, norm1 is the identity and x must survive for the skip
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.act(self.norm1(x))
@@ -76,11 +112,25 @@ class ResidualBlock(nn.Module):
         return h + skip
 
 
+def xavier_init(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every (transposed) convolution inside `module`."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class UNet(nn.Module):
-    """U-Net mapping (B, C_in, *S) to (B, C_out, *S); each of S a multiple of cfg.size_multiple."""
+    """U-Net mapping (B, C_in, *S) to (B, C_out, *S); each of S a multiple of cfg.size_multiple.
+
+    blind_spot: output index i along the first spatial axis sees only input indices < i (Laine et al.
+    2019): 3x3 convolutions see only rows at or above their output, each down-sampling is preceded by
+    a one-row shift down, and so is the head. (2x up-sampling needs no shift.)
+    """
 
     def __init__(self, in_channels: int, out_channels: int, spatial_dims: int = 2,
-                 cfg: UNetConfig = UNetConfig()) -> None:
+                 cfg: UNetConfig = UNetConfig(), blind_spot: bool = False) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -88,25 +138,25 @@ class UNet(nn.Module):
             raise ValueError(f"depth must be at least 1, got {cfg.depth}")
         if cfg.residual and in_channels != out_channels:
             raise ValueError("a residual U-Net needs as many output channels as input channels")
+        if cfg.residual and blind_spot:
+            raise ValueError("a blind-spot U-Net cannot be residual: adding the input would let each pixel see itself")
         self.cfg = cfg
         self.spatial_dims = spatial_dims
         conv = conv_layer(spatial_dims)
+        conv3 = conv_layer(spatial_dims, upward=blind_spot)
         up = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[spatial_dims]
         widths = [cfg.base_channels * 2**level for level in range(cfg.depth)]
 
-        self.stem = conv(in_channels, widths[0], 3, padding=1, bias=False)
+        self.shift = ShiftDown() if blind_spot else nn.Identity()
+        self.stem = conv3(in_channels, widths[0], 3, padding=1, bias=False)
         self.down = nn.ModuleList(conv(widths[i - 1], widths[i], 2, stride=2) for i in range(1, cfg.depth))
-        self.encode = nn.ModuleList(ResidualBlock(w, w, spatial_dims, cfg) for w in widths)
+        self.encode = nn.ModuleList(ResidualBlock(w, w, spatial_dims, cfg, blind_spot) for w in widths)
         self.up = nn.ModuleList(up(widths[i + 1], widths[i], 2, stride=2) for i in range(cfg.depth - 1))
-        self.decode = nn.ModuleList(ResidualBlock(2 * widths[i], widths[i], spatial_dims, cfg)
+        self.decode = nn.ModuleList(ResidualBlock(2 * widths[i], widths[i], spatial_dims, cfg, blind_spot)
                                     for i in range(cfg.depth - 1))
         self.head = nn.Sequential(norm_layer(spatial_dims, widths[0], cfg.batch_norm, cfg.bn_momentum),
                                   nn.ReLU(inplace=True), conv(widths[0], out_channels, 1, bias=False))
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        xavier_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.cfg.size_multiple
@@ -115,11 +165,11 @@ class UNet(nn.Module):
         h = self.encode[0](self.stem(x))
         skips = [h]
         for down, block in zip(self.down, self.encode[1:]):
-            h = block(down(h))
+            h = block(down(self.shift(h)))
             skips.append(h)
         skips.pop()
         for level in reversed(range(self.cfg.depth - 1)):
             h = self.up[level](h)
             h = self.decode[level](torch.cat([h, skips[level]], dim=1))
-        out = self.head(h)
+        out = self.head(self.shift(h))
         return out + x if self.cfg.residual else out

@@ -92,3 +92,12 @@ def test_noise_models_have_their_statistics():
     assert (combined == 0).mean() == pytest.approx(0.5, abs=0.02)
     noisy = hanzi_noise(0.7)(np.zeros((1, 64, 64)), rng)
     assert noisy.min() == 0 and noisy.max() == 1
+
+
+def test_noise2noise_batches_hold_two_noisy_draws_and_no_clean():
+    dm = NaturalGray(max_size=96, train_keys=METHODS.get("noise2noise").train_keys, batch_size=8, patch_size=32,
+                     train_samples=8)
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"noisy", "noisy2"}
+    # Independent draws of one window: their difference has std sqrt(2) * 25.
+    assert (batch["noisy"] - batch["noisy2"]).std().item() == pytest.approx(25 * 2 ** 0.5, rel=0.1)

@@ -33,3 +33,16 @@ def test_paper_configuration_is_the_official_width():
     net = UNet(1, 1, 2, cfg)
     widths = [block.conv2.out_channels for block in net.encode]
     assert widths == [96, 192, 384] and cfg.batch_norm
+
+
+def test_without_batch_norm_the_skip_carries_the_unchanged_input():
+    from methods.unet import ResidualBlock
+
+    block = ResidualBlock(3, 3, 2, UNetConfig(batch_norm=False))
+    for conv in (block.conv1, block.conv2):
+        torch.nn.init.zeros_(conv.weight)
+        torch.nn.init.zeros_(conv.bias)
+    x = torch.randn(2, 3, 8, 8)
+    kept = x.clone()
+    torch.testing.assert_close(block(x), kept)  # zero convolutions: the block is the identity
+    torch.testing.assert_close(x, kept)          # and the caller's tensor is left alone

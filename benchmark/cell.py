@@ -7,6 +7,7 @@ import platform
 import subprocess
 import time
 import warnings
+from functools import partial
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -48,17 +49,17 @@ def environment() -> dict[str, Any]:
             "device": device, "git_sha": sha}
 
 
-def build_datamodule(cell: Cell, train_keys: frozenset[str] = frozenset({"noisy"})) -> Any:
-    """The cell's dataset; for a trainable cell, set up to serve `train_keys` patches for its run."""
+def build_datamodule(cell: Cell, data_dir: Path, train_keys: frozenset[str] = frozenset({"noisy"})) -> Any:
+    """The cell's dataset, reading real data from data_dir; for a trainable cell, set up to serve
+    `train_keys` patches for its run."""
     kwargs = {k: v for k, v in cell.config["dataset"].items() if k != "name"}
     dataset_cls = DATASETS.get(cell.dataset)
     if not cell.trainable:
-        return dataset_cls(**kwargs)
+        return dataset_cls(**kwargs, data_dir=data_dir)
     train = TrainConfig(**cell.config["train"])
     patch = train.patch_size if isinstance(train.patch_size, int) else tuple(train.patch_size)
-    common = dict(train_keys=train_keys, batch_size=train.batch_size, patch_size=patch,
-                  train_samples=train.steps * train.batch_size, seed=cell.seed)
-    return dataset_cls(**kwargs, **common)
+    return dataset_cls(**kwargs, data_dir=data_dir, train_keys=train_keys, batch_size=train.batch_size,
+                       patch_size=patch, train_samples=train.steps * train.batch_size, seed=cell.seed)
 
 
 def build_method(cell: Cell, datamodule: Any) -> Any:
@@ -75,15 +76,16 @@ def build_method(cell: Cell, datamodule: Any) -> Any:
                       lr_halving_steps=train.lr_halving_steps)
 
 
-def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto") -> dict[str, Any]:
-    """Train (if trainable) and test one cell; the returned dict is what the store keeps."""
+def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Path = Path("data")) -> dict[str, Any]:
+    """Train (if trainable) and test one cell on each of its dataset's test sets; the returned dict is
+    what the store keeps."""
     if cell.not_applicable:
         raise ValueError(f"{cell.method} does not apply to {cell.dataset}: {cell.not_applicable}")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     pl.seed_everything(cell.seed, workers=True, verbose=False)
     method_cls = METHODS.get(cell.method)
-    datamodule = build_datamodule(cell, method_cls.train_keys)
+    datamodule = build_datamodule(cell, data_dir, method_cls.train_keys)
     method = build_method(cell, datamodule)
     train_seconds = 0.0
     logger = None
@@ -99,16 +101,20 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto") -> dict[str,
         train_seconds = time.perf_counter() - t0
         method.eval()
     t1 = time.perf_counter()
-    result = evaluate(method.denoise, datamodule.test_dataloader(), datamodule.protocol,
-                      description=f"test {cell.dataset}/{cell.method}")
+    denoise = partial(method.denoise, tile=datamodule.inference_tile)
+    tests = {}
+    for name in datamodule.test_sets:
+        scores = evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
+                          description=f"{name} {cell.dataset}/{cell.method}")
+        tests[name] = {"psnr_mean": scores.mean, "psnr": dict(zip(scores.ids, scores.psnr))}
     test_seconds = time.perf_counter() - t1
     if logger is not None:
-        logger.experiment.summary["test/psnr"] = result.mean
+        logger.experiment.summary.update({f"{name}/psnr": test["psnr_mean"] for name, test in tests.items()})
         logger.experiment.finish()
     return {
         "id": cell.id, "table": cell.table, "preset": cell.preset, "status": "done",
         "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "config": cell.config,
-        "psnr_mean": result.mean, "psnr": dict(zip(result.ids, result.psnr)),
+        "tests": tests,
         "timings": {"train_s": round(train_seconds, 3), "test_s": round(test_seconds, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
         "started": started.isoformat(timespec="seconds"),

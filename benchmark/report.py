@@ -22,19 +22,26 @@ def paper_numbers(table: str) -> pd.DataFrame:
     return pd.read_csv(path, index_col="method")
 
 
+def table_columns(dataset: str) -> list[tuple[str, str]]:
+    """(test set, column label) of a dataset: its name, or '<name> <test set>' when it has several."""
+    test_sets = DATASETS.get(dataset).test_sets
+    return [(name, dataset if len(test_sets) == 1 else f"{dataset} {name}") for name in test_sets]
+
+
 def collect(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """One row per cell: dataset, method, seed and its mean PSNR (NaN until it has finished)."""
+    """One row per cell and test set: method, column label, seed and mean PSNR (NaN until it has finished)."""
     rows = []
     for cell in cells:
         result = store.load(cell.id)
-        rows.append({"dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "id": cell.id,
-                     "psnr": result["psnr_mean"] if result else float("nan")})
+        for test_set, label in table_columns(cell.dataset):
+            psnr = result["tests"][test_set]["psnr_mean"] if result else float("nan")
+            rows.append({"method": cell.method, "column": label, "seed": cell.seed, "psnr": psnr})
     return pd.DataFrame(rows)
 
 
 @dataclass
 class Report:
-    """Methods as rows; per dataset our PSNR (mean over seeds) and the paper's; n/a reasons by (method, dataset)."""
+    """Methods as rows; per test set our PSNR (mean over seeds) and the paper's; n/a reasons by (method, column)."""
 
     table: pd.DataFrame
     not_applicable: dict[tuple[str, str], str]
@@ -52,21 +59,21 @@ class Report:
 
 
 def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Report:
-    """The report of the given cells of `spec`, with the paper's column beside each dataset."""
-    per_cell = collect(cells, store)
-    ours = per_cell.groupby(["method", "dataset"], sort=False)["psnr"].mean().unstack("dataset")
+    """The report of the given cells of `spec`, with the paper's column beside each of ours."""
+    ours = collect(cells, store).groupby(["method", "column"], sort=False)["psnr"].mean().unstack("column")
     methods = [m for m in spec.methods if m in ours.index]
-    datasets = [d for d in spec.datasets if d in ours.columns]
     reference = paper_numbers(spec.name)
     table = pd.DataFrame(index=pd.Index(methods, name="method"))
     paper_columns = set()
-    for dataset in datasets:
-        table[dataset] = ours.loc[methods, dataset]
-        column = DATASETS.get(dataset).paper_column
-        if column and column in reference.columns:
-            paper_columns.add(f"{dataset} paper ({column})")
-            table[f"{dataset} paper ({column})"] = reference[column].reindex(methods)
-    reasons = {(cell.method, cell.dataset): cell.not_applicable for cell in cells if cell.not_applicable}
+    for dataset in [d for d in spec.datasets if any(c.dataset == d for c in cells)]:
+        for test_set, label in table_columns(dataset):
+            table[label] = ours.loc[methods, label]
+            column = DATASETS.get(dataset).paper_columns.get(test_set)
+            if column and column in reference.columns:
+                paper_columns.add(f"{label} paper ({column})")
+                table[f"{label} paper ({column})"] = reference[column].reindex(methods)
+    reasons = {(cell.method, label): cell.not_applicable
+               for cell in cells if cell.not_applicable for _, label in table_columns(cell.dataset)}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
     return Report(table, reasons, missing, frozenset(paper_columns))
 
@@ -91,9 +98,12 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
     if footnotes:
         lines += ["", "Not applicable:"] + [f"{i}. {note}" for i, note in enumerate(footnotes, start=1)]
     lines += ["", "Datasets:"]
-    for dataset in [c for c in table.columns if c in spec.datasets]:
+    for dataset in spec.datasets:
         cls = DATASETS.get(dataset)
-        role = f"stand-in for the paper's {cls.paper_column}" if cls.stand_in else f"the paper's {cls.paper_column}"
+        if not any(label in table.columns for _, label in table_columns(dataset)):
+            continue
+        paper = " / ".join(dict.fromkeys(cls.paper_columns.values()))
+        role = f"stand-in for the paper's {paper}" if cls.stand_in else f"the paper's {paper}"
         lines.append(f"- `{dataset}`: {cls.description}; {role}.")
     if report.missing:
         lines += ["", f"{report.missing} cell(s) have not finished; their fields are empty."]

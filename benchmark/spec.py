@@ -23,7 +23,8 @@ from methods.unet import UNetConfig
 # Keyword arguments the runner sets itself; a spec's method / dataset sections may not.
 RUNNER_METHOD_ARGS = frozenset({"in_channels", "spatial_dims", "backbone", "seed", "gaussian_sigma",
                                 "lr", "lr_halving_steps"})
-RUNNER_DATA_ARGS = frozenset({"train_keys", "batch_size", "patch_size", "train_samples", "seed", "num_workers"})
+RUNNER_DATA_ARGS = frozenset({"data_dir", "train_keys", "batch_size", "patch_size", "train_samples", "seed",
+                              "num_workers"})
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,14 +27,15 @@ Array = np.ndarray
 
 @dataclass
 class Split:
-    """The images of one split, each (C, *S) float32; `clean` / `noisy2` are None where none exist."""
+    """The images of one split, each (C, *S) float32; `clean` / `noisy2` are None where none exist.
+    Each field is a list, or any sequence that makes its images on demand (large datasets)."""
 
-    noisy: list[Array]
-    ids: list[str]
-    clean: list[Array] | None = None
-    noisy2: list[Array] | None = None
+    noisy: Sequence[Array]
+    ids: Sequence[str]
+    clean: Sequence[Array] | None = None
+    noisy2: Sequence[Array] | None = None
 
-    def arrays(self, keys: frozenset[str], owner: str) -> dict[str, list[Array]]:
+    def arrays(self, keys: frozenset[str], owner: str) -> dict[str, Sequence[Array]]:
         """The image lists of the given keys; a key this split lacks is a ConfigError."""
         available = {key: getattr(self, key) for key in ("noisy", "clean", "noisy2") if getattr(self, key) is not None}
         missing = sorted(keys - set(available))
@@ -54,17 +56,12 @@ class PatchDataset(Dataset):
     The draw depends only on (seed, i), so an epoch is reproducible whatever the loader's workers.
     """
 
-    def __init__(self, arrays: dict[str, list[Array]], patch: tuple[int, ...], length: int, seed: int) -> None:
+    def __init__(self, arrays: dict[str, Sequence[Array]], patch: tuple[int, ...], length: int, seed: int) -> None:
         self.arrays = arrays
         self.patch = patch
         self.length = length
         self.seed = seed
-        first = next(iter(arrays.values()))
-        for image in first:
-            if any(s < p for s, p in zip(image.shape[1:], patch)):
-                raise ConfigError(f"patch size {patch} is larger than an image of shape {image.shape[1:]}; "
-                                  "choose a smaller patch_size")
-        self.n_images = len(first)
+        self.n_images = len(next(iter(arrays.values())))
 
     def __len__(self) -> int:
         return self.length
@@ -73,6 +70,9 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng([self.seed, index])
         which = int(rng.integers(self.n_images))
         shape = next(iter(self.arrays.values()))[which].shape[1:]
+        if any(s < p for s, p in zip(shape, self.patch)):
+            raise ConfigError(f"patch size {self.patch} is larger than an image of shape {shape}; "
+                              "choose a smaller patch_size")
         corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(shape, self.patch)]
         window = (slice(None), *[slice(c, c + p) for c, p in zip(corner, self.patch)])
         rotation, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
@@ -96,29 +96,43 @@ class ImageDataset(Dataset):
         return item
 
 
+class MissingDataError(ConfigError):
+    """A dataset's files are not under the data folder; the message says which and where they come from."""
+
+
 class DenoisingDataModule(pl.LightningDataModule):
     """Base of every dataset: subclasses set the class facts below and implement `load_splits`.
 
-    Common keyword arguments (set by the runner, not by a spec's dataset section): train_keys,
-    batch_size, patch_size (one int for every spatial axis, or one per axis), train_samples (patches
-    per epoch), seed (patch draws; the dataset's own noise has its own fixed seed), num_workers.
+    Common keyword arguments (set by the runner, not by a spec's dataset section): data_dir (the
+    folder real datasets are read from), train_keys, batch_size, patch_size (one int for every spatial
+    axis, or one per axis), train_samples (patches per epoch), seed (patch draws; the dataset's own
+    noise has its own fixed seed), num_workers.
     """
 
     channels: ClassVar[int] = 1
     spatial_dims: ClassVar[int] = 2
     protocol: ClassVar[PSNRProtocol]
     eval_batch_size: ClassVar[int] = 1
-    # The column of the paper's Table 3 this dataset reproduces or stands in for.
-    paper_column: ClassVar[str | None] = None
+    # Names of the test sets, each scored separately (a column of the table each).
+    test_sets: ClassVar[tuple[str, ...]] = ("test",)
+    # Test set -> the column of the paper's Table 3 it reproduces or stands in for.
+    paper_columns: ClassVar[dict[str, str]] = {}
+    # True for embedded data standing in for a dataset of the paper.
     stand_in: ClassVar[bool] = False
     description: ClassVar[str] = ""
     # Image kinds the training split holds (methods declaring other keys do not apply).
     provides: ClassVar[frozenset[str]] = frozenset({"noisy", "clean", "noisy2"})
+    # Real data on disk: the paths under data_dir that must exist, and where they come from.
+    expected_files: ClassVar[tuple[str, ...]] = ()
+    source: ClassVar[str] = ""
+    # Window per spatial axis for tiled test inference (None: whole images).
+    inference_tile: ClassVar[tuple[int | None, ...] | None] = None
 
-    def __init__(self, *, train_keys: frozenset[str] = frozenset({"noisy"}), batch_size: int = 16,
-                 patch_size: int | tuple[int, ...] = 64, train_samples: int = 1024, seed: int = 0,
-                 num_workers: int = 0) -> None:
+    def __init__(self, *, data_dir: str | Path = "data", train_keys: frozenset[str] = frozenset({"noisy"}),
+                 batch_size: int = 16, patch_size: int | tuple[int, ...] = 64, train_samples: int = 1024,
+                 seed: int = 0, num_workers: int = 0) -> None:
         super().__init__()
+        self.data_dir = Path(data_dir)
         self.train_keys = frozenset(train_keys)
         self.batch_size = batch_size
         self.patch = (patch_size,) * self.spatial_dims if isinstance(patch_size, int) else tuple(patch_size)
@@ -136,13 +150,27 @@ class DenoisingDataModule(pl.LightningDataModule):
         """The std of the noise, in the data's units, when the noise is purely additive Gaussian; else None."""
         return None
 
+    def missing_files(self) -> list[Path]:
+        """The expected files that are not under data_dir (none for embedded data)."""
+        return [self.data_dir / name for name in self.expected_files if not (self.data_dir / name).exists()]
+
+    def check_files(self) -> None:
+        """Raise MissingDataError naming the missing files, the folder and where the data comes from."""
+        missing = self.missing_files()
+        if missing:
+            raise MissingDataError(
+                f"{self.name}: missing {', '.join(str(p) for p in missing)} "
+                f"(expected under {self.data_dir}: {', '.join(self.expected_files)}; source: {self.source}); "
+                "set DATA_DIR or --data-dir to the folder that holds them")
+
     @abstractmethod
     def load_splits(self) -> dict[str, Split]:
-        """The 'train', 'val' and 'test' splits."""
+        """The 'train' and 'val' splits and one split per name in `test_sets`."""
 
     @property
     def splits(self) -> dict[str, Split]:
         if self._splits is None:
+            self.check_files()
             self._splits = self.load_splits()
         return self._splits
 
@@ -153,15 +181,12 @@ class DenoisingDataModule(pl.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def eval_dataloader(self, split: str) -> DataLoader:
-        """Whole images of 'val' or 'test', in a fixed order."""
+        """Whole images of 'val' or a test set, in a fixed order."""
         dataset = ImageDataset(self.splits[split], f"the {self.name} {split} split")
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("test")
 
 
 def noisy_copies(clean: list[Array], noise, seed: int, split_tag: int) -> tuple[list[Array], list[Array]]:

@@ -64,7 +64,7 @@ class HanZi(DenoisingDataModule):
 
     protocol = PSNRProtocol(data_range=1.0, minmax=True)
     eval_batch_size = 64
-    paper_column = "HanZi"
+    paper_columns = {"test": "HanZi"}
     stand_in = True
     description = "HanZi recipe rendered from Noto Sans SC (embedded; a smaller set than the paper's 13,029 x 6)"
 

@@ -58,7 +58,7 @@ class NaturalGray(DenoisingDataModule):
     (small test runs); `data_seed` fixes the noise of every split."""
 
     protocol = PSNRProtocol(data_range=255.0)
-    paper_column = "BSD68"
+    paper_columns = {"test": "BSD68"}
     stand_in = True
     description = "scikit-image's bundled photographs in grey, Gaussian sigma=25 (embedded stand-in for BSD68)"
 

@@ -5,7 +5,7 @@ the shared evaluation calls."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from methods.tiling import tiled
 from methods.unet import UNet, UNetConfig
 
 LossTerms = dict[str, Tensor]
@@ -52,8 +53,9 @@ class MethodTraits:
 class ClassicalDenoiser(MethodTraits, ABC):
     """A method without training: `denoise_image` maps one (C, *S) float64 array to its estimate."""
 
-    def denoise(self, noisy: Tensor) -> Tensor:
-        """Apply `denoise_image` to each image of a (B, C, *S) batch; same shape, dtype and device."""
+    def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
+        """Apply `denoise_image` to each image of a (B, C, *S) batch; same shape, dtype and device
+        (images are processed whole: `tile` is for networks)."""
         images = noisy.detach().cpu().double().numpy()
         return torch.from_numpy(np.stack([self.denoise_image(image) for image in images])).to(noisy)
 
@@ -81,6 +83,7 @@ class TrainableDenoiser(MethodTraits, pl.LightningModule):
                  seed: int = 0, lr: float = 4e-4, lr_halving_steps: int = 5000) -> None:
         super().__init__()
         self.net = self.build_network(in_channels, spatial_dims, backbone)
+        self.backbone = backbone
         self.size_multiple = backbone.size_multiple
         self.seed = seed
         self.lr = lr
@@ -101,23 +104,37 @@ class TrainableDenoiser(MethodTraits, pl.LightningModule):
         return self.net(z)
 
     def padded_forward(self, z: Tensor) -> Tensor:
-        """forward on an input of any size: reflect-pad each spatial axis to the backbone's multiple, then crop."""
+        """forward on an input of any size: reflect-pad the end of each spatial axis to the backbone's
+        multiple, then crop (padding only at the end keeps the down-sampling grid on the origin, so
+        tiles of an image line up with the whole)."""
         sizes = z.shape[2:]
         extras = [-size % self.size_multiple for size in sizes]
-        pads = [amount for extra in reversed(extras) for amount in (extra // 2, extra - extra // 2)]
-        crop = (..., *[slice(extra // 2, extra // 2 + size) for extra, size in zip(extras, sizes)])
-        padded = F.pad(z, pads, mode="reflect") if any(extras) else z
-        return self(padded)[crop]
+        padded = F.pad(z, [amount for extra in reversed(extras) for amount in (0, extra)], mode="reflect") \
+            if any(extras) else z
+        return self(padded)[(..., *[slice(0, size) for size in sizes])]
 
-    def denoise_standardized(self, z: Tensor) -> Tensor:
+    @property
+    def receptive_margin(self) -> int:
+        """Overlap that tiled inference gives each tile: the backbone's receptive radius."""
+        return self.backbone.receptive_radius()
+
+    def network_output(self, z: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
+        """The network's output for a standardised input of any size, in overlapping tiles if `tile` is
+        given (same result as whole, up to rounding)."""
+        if tile is None:
+            return self.padded_forward(z)
+        return tiled(self.padded_forward, z, tile, self.receptive_margin, self.size_multiple)
+
+    def denoise_standardized(self, z: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
         """Estimate of the standardised clean image; f(z) by default."""
-        return self.padded_forward(z)
+        return self.network_output(z, tile)
 
     @torch.no_grad()
-    def denoise(self, noisy: Tensor) -> Tensor:
-        """Estimate of the clean image in the data's units: standardise, denoise, undo the standardisation."""
+    def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
+        """Estimate of the clean image in the data's units: standardise (whole-image statistics),
+        denoise (in tiles if `tile` is given), undo the standardisation."""
         z, mean, std = standardize(noisy.to(self.device, torch.float32))
-        return (self.denoise_standardized(z) * std + mean).to(noisy)
+        return (self.denoise_standardized(z, tile) * std + mean).to(noisy)
 
     # --- training --------------------------------------------------------------------------------
     def standardized(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -6,6 +6,8 @@ scikit-image), never from the clean one.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import bm3d
 import numpy as np
 from skimage.restoration import denoise_nl_means, estimate_sigma
@@ -19,7 +21,7 @@ from methods.registry import register_method
 class Input(ClassicalDenoiser):
     """No denoising: the estimate is the noisy image, the table's lower reference."""
 
-    def denoise(self, noisy: Tensor) -> Tensor:
+    def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
         return noisy.clone()
 
     def denoise_image(self, image: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ laine_bayes:  f(y) gives a per-pixel Gaussian prior N(mu, Sigma_x) of the clean 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,10 @@ class BlindSpotDenoiser(TrainableDenoiser):
         """forward on an input of any size: the network zero-pads itself, since the base's reflect padding
         would copy rows next to the border into their own receptive fields."""
         return self(z)
+
+    @property
+    def receptive_margin(self) -> int:
+        return self.backbone.receptive_radius(blind_spot=True)
 
 
 @register_method("laine")
@@ -127,9 +131,9 @@ class LaineBayes(BlindSpotDenoiser):
         return loss, {"nll": loss.detach()}
 
     @torch.no_grad()
-    def denoise(self, noisy: Tensor) -> Tensor:
+    def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
         """Posterior mean in the data's units: standardise, E[x | y] from the network's prior, undo."""
         z, mean, std = standardize(noisy.to(self.device, torch.float32))
-        mu, sigma_x = gaussian_prior(self.padded_forward(z), z.shape[1])
+        mu, sigma_x = gaussian_prior(self.network_output(z, tile), z.shape[1])
         estimate = posterior_mean(z.double().movedim(1, -1), mu, sigma_x, self.noise_var(std)).movedim(-1, 1)
         return (estimate * std + mean).to(noisy)

@@ -44,6 +44,16 @@ class UNetConfig:
         """Spatial sizes must be multiples of this (2 ** number of down-samplings)."""
         return 2 ** (self.depth - 1)
 
+    def receptive_radius(self, blind_spot: bool = False) -> int:
+        """An upper bound on how far (in pixels, along any axis) an output sees into the input.
+
+        Plain U-Net: stem 1 + encoder blocks 2 * 2^i + down and up 2^i each + decoder blocks 2 * 2^i,
+        which sums to 2^(depth + 2) - 5. Blind-spot branches see twice as far up (k - 1 rows per 3x3
+        convolution) plus one row per shift, so 2 * that + 2^depth bounds them.
+        """
+        plain = 2 ** (self.depth + 2) - 5
+        return 2 * plain + 2**self.depth if blind_spot else plain
+
 
 class _Upward:
     """Mixin for a stride-1 convolution of odd size k whose output at index i of the first spatial axis

@@ -105,7 +105,7 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
     tests = {}
     for name in datamodule.test_sets:
         scores = evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
-                          description=f"{name} {cell.dataset}/{cell.method}")
+                          description=f"{name} {cell.dataset}/{cell.method}", transform=not method_cls.scored_as_is)
         tests[name] = {"psnr_mean": scores.mean, "psnr": dict(zip(scores.ids, scores.psnr))}
     test_seconds = time.perf_counter() - t1
     if logger is not None:

@@ -36,10 +36,12 @@ class PSNRProtocol:
             pred = pred.clamp(0, self.data_range)
         return pred
 
-    def psnr(self, pred: Tensor, clean: Tensor) -> Tensor:
-        """Per-image PSNR of a (B, C, *S) batch, shape (B,), through torchmetrics."""
+    def psnr(self, pred: Tensor, clean: Tensor, transform: bool = True) -> Tensor:
+        """Per-image PSNR of a (B, C, *S) batch, shape (B,), through torchmetrics; `transform=False`
+        scores the prediction as it is (the paper's Input row)."""
         clean = clean.to(pred.device).double()
-        return peak_signal_noise_ratio(self.transform(pred), clean, data_range=self.data_range,
+        pred = self.transform(pred) if transform else pred.double()
+        return peak_signal_noise_ratio(pred, clean, data_range=self.data_range,
                                        reduction="none", dim=tuple(range(1, pred.dim())))
 
     def to_uint8(self, image: Tensor) -> np.ndarray:
@@ -72,12 +74,12 @@ class Evaluation:
 
 
 def evaluate(denoise: Callable[[Tensor], Tensor], loader: Iterable[dict], protocol: PSNRProtocol,
-             description: str = "test") -> Evaluation:
+             description: str = "test", transform: bool = True) -> Evaluation:
     """Denoise every image of the loader once and score it by the protocol (one process, one device)."""
     ids: list[str] = []
     scores: list[float] = []
     for batch in tqdm(loader, desc=description, leave=False, unit="batch"):
         estimate = denoise(batch["noisy"])
         ids.extend(batch["id"])
-        scores.extend(protocol.psnr(estimate, batch["clean"]).tolist())
+        scores.extend(protocol.psnr(estimate, batch["clean"], transform).tolist())
     return Evaluation(ids, scores)

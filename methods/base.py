@@ -36,6 +36,9 @@ class MethodTraits:
     supports_3d: ClassVar[bool] = True
     # True for methods that need purely Gaussian noise of known std (the runner passes gaussian_sigma).
     requires_gaussian_sigma: ClassVar[bool] = False
+    # True to score the output as it is, without the protocol's prediction transform (min-max
+    # rescaling): the paper scores its Input row on the raw noisy image.
+    scored_as_is: ClassVar[bool] = False
 
     @classmethod
     def not_applicable_to(cls, dataset: Any) -> str | None:

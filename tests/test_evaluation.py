@@ -39,3 +39,12 @@ def test_sample_strip_is_uint8_and_not_blank():
     clean = torch.linspace(0, 255, 64).view(1, 8, 8)
     strip = protocol.sample_strip(clean + 10, clean, clean)
     assert strip.dtype == np.uint8 and strip.shape == (8, 24) and strip.std() > 10
+
+
+def test_scoring_as_is_skips_the_prediction_transform():
+    clean = torch.tensor([[[[0.0, 0.5], [0.5, 1.0]]]])
+    noisy = torch.tensor([[[[0.2, 0.5], [0.5, 0.8]]]])  # min-max rescaling would map it onto clean
+    protocol = PSNRProtocol(1.0, minmax=True)
+    assert torch.isinf(protocol.psnr(noisy, clean)).all()
+    raw = protocol.psnr(noisy, clean, transform=False)
+    assert raw.item() == pytest.approx(10 * np.log10(1 / (0.08 / 4)))

@@ -27,6 +27,7 @@ PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "numpy", "scikit-image
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")  # no validation set
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
     lambda record: "litlogger" not in record.getMessage())  # drop Lightning's advert on every fit
 

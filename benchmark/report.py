@@ -47,6 +47,7 @@ class Report:
     not_applicable: dict[tuple[str, str], str]
     missing: int
     paper_columns: frozenset[str]
+    dataset_notes: list[str]
 
     def cell_text(self, method: str, column: str, value: float) -> str:
         """A field: the number; 'n/a' for a cell that does not apply; '' for one not yet run; '-' where
@@ -65,7 +66,7 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
     reference = paper_numbers(spec.name)
     table = pd.DataFrame(index=pd.Index(methods, name="method"))
     paper_columns = set()
-    for dataset in [d for d in spec.datasets if any(c.dataset == d for c in cells)]:
+    for dataset in dict.fromkeys(cell.dataset for cell in cells):
         for test_set, label in table_columns(dataset):
             table[label] = ours.loc[methods, label]
             column = DATASETS.get(dataset).paper_columns.get(test_set)
@@ -75,7 +76,18 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
     reasons = {(cell.method, label): cell.not_applicable
                for cell in cells if cell.not_applicable for _, label in table_columns(cell.dataset)}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
-    return Report(table, reasons, missing, frozenset(paper_columns))
+    return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells))
+
+
+def dataset_notes(cells: list[Cell]) -> list[str]:
+    """One line per dataset of the cells: what it is and which dataset of the paper it is or stands in for."""
+    notes = []
+    for cell in {cell.dataset: cell for cell in cells}.values():
+        dataset = DATASETS.get(cell.dataset)(**{k: v for k, v in cell.config["dataset"].items() if k != "name"})
+        paper = " / ".join(dict.fromkeys(dataset.paper_columns.values()))
+        role = f"stand-in for the paper's {paper}" if dataset.stand_in else f"the paper's {paper}"
+        notes.append(f"- `{cell.dataset}`: {dataset.description}; {role}.")
+    return notes
 
 
 def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
@@ -97,14 +109,7 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
         lines.append("| " + " | ".join([method, *fields]) + " |")
     if footnotes:
         lines += ["", "Not applicable:"] + [f"{i}. {note}" for i, note in enumerate(footnotes, start=1)]
-    lines += ["", "Datasets:"]
-    for dataset in spec.datasets:
-        cls = DATASETS.get(dataset)
-        if not any(label in table.columns for _, label in table_columns(dataset)):
-            continue
-        paper = " / ".join(dict.fromkeys(cls.paper_columns.values()))
-        role = f"stand-in for the paper's {paper}" if cls.stand_in else f"the paper's {paper}"
-        lines.append(f"- `{dataset}`: {cls.description}; {role}.")
+    lines += ["", "Datasets:", *report.dataset_notes]
     if report.missing:
         lines += ["", f"{report.missing} cell(s) have not finished; their fields are empty."]
     return "\n".join(lines) + "\n"

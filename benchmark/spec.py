@@ -84,11 +84,11 @@ def _merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table: its datasets, methods and presets, loaded from benchmark/specs/<name>.yaml."""
+    """A table: its methods and presets, loaded from benchmark/specs/<name>.yaml. Each preset's
+    `datasets` section names the datasets (columns) it runs, in order, with their settings."""
 
     name: str
     title: str
-    datasets: list[str]
     methods: list[str]
     presets: dict[str, dict[str, Any]]
 
@@ -100,13 +100,16 @@ class TableSpec:
         if name not in known:
             raise UnknownNameError(f"unknown table {name!r}; valid tables: {', '.join(known)}")
         raw = yaml.safe_load((specs / f"{name}.yaml").read_text())
-        return cls(name=name, title=raw.get("title", name), datasets=list(raw["datasets"]),
-                   methods=list(raw["methods"]), presets=raw["presets"])
+        return cls(name=name, title=raw.get("title", name), methods=list(raw["methods"]), presets=raw["presets"])
 
     def preset(self, name: str) -> dict[str, Any]:
         if name not in self.presets:
             raise UnknownNameError(f"unknown preset {name!r} for {self.name}; valid presets: {', '.join(self.presets)}")
         return self.presets[name]
+
+    def datasets(self, preset: str) -> list[str]:
+        """The datasets (columns) of the table under `preset`, in order."""
+        return list(self.preset(preset).get("datasets", {}))
 
     def cells(self, preset: str, methods: list[str] | None = None, datasets: list[str] | None = None,
               seeds: list[int] | None = None) -> list[Cell]:
@@ -116,12 +119,14 @@ class TableSpec:
             METHODS.get(name)
             if name not in self.methods:
                 raise ConfigError(f"method {name!r} is not in {self.name}; its methods: {', '.join(self.methods)}")
+        columns = self.datasets(preset)
         for name in datasets or []:
             DATASETS.get(name)
-            if name not in self.datasets:
-                raise ConfigError(f"dataset {name!r} is not in {self.name}; its datasets: {', '.join(self.datasets)}")
+            if name not in columns:
+                raise ConfigError(f"dataset {name!r} is not in {self.name} under preset {preset!r}; "
+                                  f"its datasets: {', '.join(columns)}")
         cells = []
-        for dataset in datasets or self.datasets:
+        for dataset in datasets or columns:
             for method in methods or self.methods:
                 for seed in seeds or settings.get("seeds", [0]):
                     config = resolve_config(settings, dataset, method, seed, preset)

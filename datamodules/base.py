@@ -4,15 +4,17 @@ A dataset provides three splits of (C, *S) float32 images. Training batches are 
 carry only the keys the method declared (`noisy`; plus `clean` for supervised, `noisy2` for
 Noise2Noise): the training dataset is built from those arrays alone, so a self-supervised method has
 no path to a clean image. Validation and test batches are whole images with `noisy` and `clean`,
-scored by the dataset's protocol.
+scored by the dataset's protocol; a dataset without clean validation images (BSD68's archive) has
+no validation.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -21,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmark.registry import ConfigError
 from datamodules.evaluation import PSNRProtocol
+from datamodules.noise import NoiseModel
 
 Array = np.ndarray
 
@@ -69,15 +72,15 @@ class PatchDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         which = int(rng.integers(self.n_images))
-        shape = next(iter(self.arrays.values()))[which].shape[1:]
+        images = {key: arrays[which] for key, arrays in self.arrays.items()}  # each made once if lazy
+        shape = next(iter(images.values())).shape[1:]
         if any(s < p for s, p in zip(shape, self.patch)):
             raise ConfigError(f"patch size {self.patch} is larger than an image of shape {shape}; "
                               "choose a smaller patch_size")
         corner = [int(rng.integers(0, s - p + 1)) for s, p in zip(shape, self.patch)]
         window = (slice(None), *[slice(c, c + p) for c, p in zip(corner, self.patch)])
         rotation, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-        return {key: torch.from_numpy(_augment(images[which][window], rotation, flip))
-                for key, images in self.arrays.items()}
+        return {key: torch.from_numpy(_augment(image[window], rotation, flip)) for key, image in images.items()}
 
 
 class ImageDataset(Dataset):
@@ -98,6 +101,15 @@ class ImageDataset(Dataset):
 
 class MissingDataError(ConfigError):
     """A dataset's files are not under the data folder; the message says which and where they come from."""
+
+
+class DataFileError(ConfigError):
+    """A data file that is present but cannot be read (corrupt, truncated, unexpected content, unsafe)."""
+
+    @classmethod
+    def about(cls, path: Path, reason: object, source: str) -> DataFileError:
+        """The one-line error for `path`: why it cannot be read and where a good copy comes from."""
+        return cls(f"cannot read {path}: {' '.join(str(reason).split())} (source: {source})")
 
 
 class DenoisingDataModule(pl.LightningDataModule):
@@ -185,13 +197,48 @@ class DenoisingDataModule(pl.LightningDataModule):
         dataset = ImageDataset(self.splits[split], f"the {self.name} {split} split")
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
 
-    def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("val")
+    def val_dataloader(self) -> DataLoader | list:
+        """Whole validation images; none (Lightning then skips validation) when the val split has no
+        clean images to score against."""
+        return [] if self.splits["val"].clean is None else self.eval_dataloader("val")
 
 
-def noisy_copies(clean: list[Array], noise, seed: int, split_tag: int) -> tuple[list[Array], list[Array]]:
-    """Two independent noisy draws (noisy, noisy2) of each clean image; draw k of image i uses the
-    generator seeded by (seed, split_tag, i, k), so each image's noise is fixed whatever else changes."""
-    draws = [[noise(image, np.random.default_rng([seed, split_tag, i, k])).astype(np.float32)
-              for i, image in enumerate(clean)] for k in (0, 1)]
+def noisy_draw(clean: Array, noise: NoiseModel, seed: int, split_tag: int, index: int, draw: int) -> Array:
+    """Draw `draw` (0: noisy, 1: noisy2) of image `index`: noise(clean) with the generator seeded by
+    (seed, split_tag, index, draw), so each image's noise is fixed whatever else changes."""
+    return noise(clean, np.random.default_rng([seed, split_tag, index, draw])).astype(np.float32)
+
+
+def noisy_copies(clean: list[Array], noise: NoiseModel, seed: int, split_tag: int) -> tuple[list[Array], list[Array]]:
+    """Two independent noisy draws (noisy, noisy2) of each clean image, by `noisy_draw`."""
+    draws = [[noisy_draw(image, noise, seed, split_tag, i, k) for i, image in enumerate(clean)] for k in (0, 1)]
     return draws[0], draws[1]
+
+
+@dataclass(frozen=True)
+class LazyImages(Sequence[Array]):
+    """images[i] = make(i) for 0 <= i < length, made on each access (splits too large for memory)."""
+
+    make: Callable[[int], Array]
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Array:  # type: ignore[override]
+        if not -self.length <= index < self.length:
+            raise IndexError(f"image {index} of {self.length}")
+        return self.make(index % self.length)
+
+
+def _lazy_draw(clean: Callable[[int], Array], noise: NoiseModel, seed: int, split_tag: int, draw: int,
+               index: int) -> Array:
+    return noisy_draw(clean(index), noise, seed, split_tag, index, draw)
+
+
+def lazy_noisy_split(clean: LazyImages, ids: Sequence[str], noise: NoiseModel, seed: int, split_tag: int) -> Split:
+    """The lazy counterpart of noisy_copies: clean images made on demand, and their two noisy draws made
+    from them on demand with the same seeding, so memory holds no image of the split."""
+    noisy, noisy2 = (LazyImages(partial(_lazy_draw, clean.make, noise, seed, split_tag, draw), len(clean))
+                     for draw in (0, 1))
+    return Split(noisy=noisy, ids=ids, clean=clean, noisy2=noisy2)

@@ -41,7 +41,7 @@ def collect(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
 
 @dataclass
 class Report:
-    """Methods as rows; per test set our PSNR (mean over seeds) and the paper's; n/a reasons by (method, column)."""
+    """Methods as rows; per test set our PSNR (mean over seeds) and the paper's; n/a notes by (method, column)."""
 
     table: pd.DataFrame
     not_applicable: dict[tuple[str, str], str]
@@ -73,7 +73,7 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
             if column and column in reference.columns:
                 paper_columns.add(f"{label} paper ({column})")
                 table[f"{label} paper ({column})"] = reference[column].reindex(methods)
-    reasons = {(cell.method, label): cell.not_applicable
+    reasons = {(cell.method, label): f"{cell.method} on {cell.dataset}: {cell.not_applicable}"
                for cell in cells if cell.not_applicable for _, label in table_columns(cell.dataset)}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
     return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells))
@@ -97,14 +97,16 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
              "Paper: the published number of the column named in brackets.", ""]
     header = ["method", *table.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    footnotes: list[str] = []
+    footnotes: list[str] = []  # one per (method, dataset), shared by the dataset's test-set columns
     for method, row in table.iterrows():
         fields = []
         for column, value in row.items():
             text = report.cell_text(method, column, value)
             if text == "n/a":
-                footnotes.append(f"{method} on {column}: {report.not_applicable[(method, column)]}.")
-                text = f"n/a [{len(footnotes)}]"
+                note = report.not_applicable[(method, column)] + "."
+                if note not in footnotes:
+                    footnotes.append(note)
+                text = f"n/a [{footnotes.index(note) + 1}]"
             fields.append(text)
         lines.append("| " + " | ".join([method, *fields]) + " |")
     if footnotes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -39,13 +40,17 @@ def test_smoke_table_runs_reports_and_resumes(tmp_path, capsys):
     test = result["tests"]["test"]
     assert np.mean(list(test["psnr"].values())) == test["psnr_mean"]
     table = (tmp_path / "table3.csv").read_text().splitlines()
-    assert table[0].startswith("method,hanzi,hanzi paper (HanZi),natural-gray,natural-gray paper (BSD68)")
+    assert table[0].startswith("method,hanzi,hanzi paper (HanZi),natural-gray,natural-gray paper (BSD68),natural-rgb")
+    assert table[0].endswith("synthetic-3d C3,synthetic-3d C3 paper (Planaria C3)")
     assert len(table) == 1 + len(spec.methods) and all(",," not in line for line in table[1:])
     report = (tmp_path / "table3.md").read_text()
     assert "| noise2same |" in report
-    # laine_bayes needs Gaussian noise of known std; HanZi's is not: n/a with its reason as a footnote.
-    assert "| laine_bayes | n/a [1] |" in report
-    assert "1. laine_bayes on hanzi: needs Gaussian noise of known std" in report
+    # laine_bayes needs Gaussian noise of known std; HanZi's is not: n/a with its reason as a footnote,
+    # one footnote for a dataset's several test-set columns.
+    note = re.search(r"\| laine_bayes \| n/a \[(\d+)\] \|", report)
+    assert note and f"{note[1]}. laine_bayes on hanzi: needs Gaussian noise of known std" in report
+    assert report.count("bm3d on synthetic-3d: works on 2-D images only") == 1
+    assert re.search(r"\| bm3d \|( [\d.]+ \|){6} n/a \[(\d+)\] \| - \| n/a \[\2\] \| - \| n/a \[\2\] \|", report)
 
     capsys.readouterr()
     assert main(["run", "table3", "--preset", "smoke", "--results", str(tmp_path)]) == 0

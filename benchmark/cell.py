@@ -21,6 +21,7 @@ from benchmark.tracking import cell_logger
 from datamodules import DATASETS
 from datamodules.evaluation import evaluate
 from methods import METHODS
+from methods.jinvariance import j_invariance_on
 from methods.unet import UNetConfig
 
 PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "numpy", "scikit-image", "bm3d", "wandb", "noise2same-bench")
@@ -77,6 +78,41 @@ def build_method(cell: Cell, datamodule: Any) -> Any:
                       lr_halving_steps=train.lr_halving_steps)
 
 
+def score(method: Any, datamodule: Any, description: str) -> dict[str, Any]:
+    """Mean and per-image PSNR of the method on each test set of the datamodule (tiled as the dataset asks)."""
+    denoise = partial(method.denoise, tile=datamodule.inference_tile)
+    tests = {}
+    for name in datamodule.test_sets:
+        scores = evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
+                          description=f"{name} {description}", transform=not method.scored_as_is)
+        tests[name] = {"psnr_mean": scores.mean, "psnr": dict(zip(scores.ids, scores.psnr))}
+    return tests
+
+
+class TestCurve(pl.Callback):
+    """The test PSNR of each test set before training and every `every` steps (the paper's Figure 3)."""
+
+    def __init__(self, every: int, datamodule: Any, description: str) -> None:
+        self.every = every
+        self.datamodule = datamodule
+        self.description = description
+        self.points: list[dict[str, float]] = []
+
+    def record(self, trainer: pl.Trainer, method: Any) -> None:
+        was_training = method.training
+        method.eval()
+        tests = score(method, self.datamodule, self.description)
+        self.points.append({"step": trainer.global_step, **{name: t["psnr_mean"] for name, t in tests.items()}})
+        method.train(was_training)
+
+    def on_train_start(self, trainer: pl.Trainer, method: Any) -> None:
+        self.record(trainer, method)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, method: Any, *args: Any) -> None:
+        if trainer.global_step % self.every == 0:
+            self.record(trainer, method)
+
+
 def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Path = Path("data")) -> dict[str, Any]:
     """Train (if trainable) and test one cell on each of its dataset's test sets; the returned dict is
     what the store keeps."""
@@ -88,26 +124,29 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
     method_cls = METHODS.get(cell.method)
     datamodule = build_datamodule(cell, data_dir, method_cls.train_keys)
     method = build_method(cell, datamodule)
+    description = f"{cell.dataset}/{cell.method}"
     train_seconds = 0.0
-    logger = None
+    logger = curve = None
     if cell.trainable:
         train = TrainConfig(**cell.config["train"])
         logger = cell_logger(cell, work_dir / "wandb")
+        every = cell.evaluation.test_every
+        curve = TestCurve(every, datamodule, description) if every else None
         trainer = pl.Trainer(max_steps=train.steps, val_check_interval=min(train.val_every, train.steps),
                              check_val_every_n_epoch=None, accelerator=accelerator, devices=1,
                              precision=train.precision, logger=logger or False, enable_checkpointing=False,
                              default_root_dir=str(work_dir / "lightning" / cell.id), num_sanity_val_steps=0,
-                             enable_model_summary=False, log_every_n_steps=min(10, train.steps))
+                             enable_model_summary=False, log_every_n_steps=min(10, train.steps),
+                             callbacks=[curve] if curve else [])
         trainer.fit(method, datamodule=datamodule)
         train_seconds = time.perf_counter() - t0
         method.eval()
     t1 = time.perf_counter()
-    denoise = partial(method.denoise, tile=datamodule.inference_tile)
-    tests = {}
-    for name in datamodule.test_sets:
-        scores = evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
-                          description=f"{name} {cell.dataset}/{cell.method}", transform=not method_cls.scored_as_is)
-        tests[name] = {"psnr_mean": scores.mean, "psnr": dict(zip(scores.ids, scores.psnr))}
+    tests = score(method, datamodule, description)
+    if cell.trainable and cell.evaluation.d_f:
+        for name in tests:
+            tests[name]["d_f"] = j_invariance_on(method, datamodule, name, seed=cell.seed,
+                                                 description=f"D(f) {name} {description}")
     test_seconds = time.perf_counter() - t1
     if logger is not None:
         logger.experiment.summary.update({f"{name}/psnr": test["psnr_mean"] for name, test in tests.items()})
@@ -115,7 +154,7 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
     return {
         "id": cell.id, "table": cell.table, "preset": cell.preset, "status": "done",
         "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "config": cell.config,
-        "tests": tests,
+        "tests": tests, **({"curve": curve.points} if curve else {}),
         "timings": {"train_s": round(train_seconds, 3), "test_s": round(test_seconds, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
         "started": started.isoformat(timespec="seconds"),

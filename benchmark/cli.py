@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from benchmark.figures import FIGURES, write_figure
 from benchmark.registry import ConfigError
 from benchmark.report import write_report
 from benchmark.runner import dry_run, run_cells
@@ -33,6 +35,8 @@ def _table_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder for the report; the store and run logs go to <results>/runs (default: results)")
+    parser.add_argument("--d-f", action="store_true",
+                        help="also measure D(f), the J-invariance metric, on every trained cell and report it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _select(args: argparse.Namespace) -> tuple[TableSpec, list]:
+    """The spec (with D(f) among its metrics if asked) and the cells the arguments pick."""
     spec = TableSpec.load(args.table)
+    evaluation = None
+    if args.d_f:
+        if spec.kind != "table":
+            raise ConfigError(f"--d-f applies to tables; {spec.name} is a figure")
+        evaluation = {"d_f": True}
+        spec = replace(spec, metrics=list(dict.fromkeys([*spec.metrics, "d_f"])))
     seeds = [int(s) for s in _names(args.seeds)] if args.seeds else None
-    return spec, spec.cells(args.preset, _names(args.methods), _names(args.datasets), seeds)
+    return spec, spec.cells(args.preset, _names(args.methods), _names(args.datasets), seeds, evaluation)
+
+
+def write_outputs(spec: TableSpec, preset: str, cells: list, store: ResultStore, results: Path) -> None:
+    """Write and print the table (.md, .csv) or the figure (.png and the .csv behind it)."""
+    if spec.kind in FIGURES:
+        print(write_figure(spec, cells, store, results).to_string(index=False))
+        print(f"wrote {results / (spec.name + '.png')} and {results / (spec.name + '.csv')}")
+        return
+    print(write_report(spec, preset, cells, store, results).to_string())
+    print(f"wrote {results / (spec.name + '.md')} and {results / (spec.name + '.csv')}")
 
 
 def list_methods() -> int:
@@ -107,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = []
         if args.command == "run":
             failed = run_cells(cells, store, args.results / "runs", args.accelerator, args.data_dir)
-        table = write_report(spec, args.preset, cells, store, args.results)
-        print(table.to_string())
-        print(f"wrote {args.results / (spec.name + '.md')} and {args.results / (spec.name + '.csv')}")
+        write_outputs(spec, args.preset, cells, store, args.results)
         if failed:
             print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; run again to retry them", file=sys.stderr)
             return 1

@@ -14,34 +14,55 @@ from benchmark.store import ResultStore
 from datamodules import DATASETS
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A measurement a table shows: its key in a stored test set, its label, display scale and decimals."""
+
+    key: str
+    label: str
+    scale: float = 1.0
+    decimals: int = 2
+
+
+METRICS = {"psnr": Metric("psnr_mean", "PSNR"), "d_f": Metric("d_f", "D(f) x1e-3", 1e3, 3)}
+
+
 def paper_numbers(table: str) -> pd.DataFrame:
-    """The paper's published table (methods x paper columns), empty if the paper has none for `table`."""
+    """The paper's published table, indexed by row label (and metric, where the file has a `metric`
+    column; PSNR otherwise), one column per paper column; empty if the paper has none for `table`."""
     path = resources.files("benchmark") / "reference" / f"paper_{table}.csv"
     if not path.is_file():
         return pd.DataFrame()
-    return pd.read_csv(path, index_col="method")
+    numbers = pd.read_csv(path)
+    if "metric" not in numbers.columns:
+        numbers["metric"] = "psnr"
+    return numbers.set_index(["method", "metric"])
 
 
-def table_columns(dataset: str) -> list[tuple[str, str]]:
-    """(test set, column label) of a dataset: its name, or '<name> <test set>' when it has several."""
-    test_sets = DATASETS.get(dataset).test_sets
-    return [(name, dataset if len(test_sets) == 1 else f"{dataset} {name}") for name in test_sets]
+def table_columns(cell: Cell) -> list[tuple[str, str]]:
+    """(test set, column label) of a cell: its column, or '<column> <test set>' when it has several."""
+    test_sets = DATASETS.get(cell.dataset).test_sets
+    return [(name, cell.column if len(test_sets) == 1 else f"{cell.column} {name}") for name in test_sets]
 
 
-def collect(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """One row per cell and test set: method, column label, seed and mean PSNR (NaN until it has finished)."""
-    rows = []
+def collect(cells: list[Cell], store: ResultStore, metrics: list[str]) -> pd.DataFrame:
+    """One row per cell, test set and metric: row and column labels, seed and value (NaN until the
+    cell has finished)."""
+    records = []
     for cell in cells:
         result = store.load(cell.id)
-        for test_set, label in table_columns(cell.dataset):
-            psnr = result["tests"][test_set]["psnr_mean"] if result else float("nan")
-            rows.append({"method": cell.method, "column": label, "seed": cell.seed, "psnr": psnr})
-    return pd.DataFrame(rows)
+        for test_set, label in table_columns(cell):
+            for metric in metrics:
+                value = result["tests"][test_set].get(METRICS[metric].key) if result else None
+                records.append({"row": cell.row, "metric": metric, "column": label, "seed": cell.seed,
+                                "value": float("nan") if value is None else value})
+    return pd.DataFrame(records)
 
 
 @dataclass
 class Report:
-    """Methods as rows; per test set our PSNR (mean over seeds) and the paper's; n/a notes by (method, column)."""
+    """Rows (row label, metric) by columns: ours (mean over seeds) and, beside each, the paper's;
+    n/a notes by (row label, column)."""
 
     table: pd.DataFrame
     not_applicable: dict[tuple[str, str], str]
@@ -49,66 +70,79 @@ class Report:
     paper_columns: frozenset[str]
     dataset_notes: list[str]
 
-    def cell_text(self, method: str, column: str, value: float) -> str:
+    def cell_text(self, key: tuple[str, str], column: str, value: float) -> str:
         """A field: the number; 'n/a' for a cell that does not apply; '' for one not yet run; '-' where
         the paper has no number."""
-        if (method, column) in self.not_applicable:
+        if (key[0], column) in self.not_applicable:
             return "n/a"
         if pd.isna(value):
             return "-" if column in self.paper_columns else ""
-        return f"{value:.2f}"
+        metric = METRICS[key[1]]
+        return f"{value * metric.scale:.{metric.decimals}f}"
+
+    def text(self) -> pd.DataFrame:
+        """The table as printed, with the metric level dropped when there is only one metric."""
+        printed = pd.DataFrame({column: [self.cell_text(key, column, value) for key, value in series.items()]
+                                for column, series in self.table.items()}, index=self.table.index)
+        if printed.index.get_level_values("metric").nunique() == 1:
+            return printed.droplevel("metric")
+        return printed.rename(index=lambda key: METRICS[key].label if key in METRICS else key, level="metric")
 
 
 def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Report:
     """The report of the given cells of `spec`, with the paper's column beside each of ours."""
-    ours = collect(cells, store).groupby(["method", "column"], sort=False)["psnr"].mean().unstack("column")
-    methods = [m for m in spec.methods if m in ours.index]
+    values = collect(cells, store, spec.metrics)
+    ours = values.groupby(["row", "metric", "column"], sort=False)["value"].mean().unstack("column")
+    index = pd.MultiIndex.from_tuples([(row.label, metric) for row in spec.rows for metric in spec.metrics
+                                       if (row.label, metric) in ours.index], names=["method", "metric"])
     reference = paper_numbers(spec.name)
-    table = pd.DataFrame(index=pd.Index(methods, name="method"))
+    table = pd.DataFrame(index=index)
     paper_columns = set()
-    for dataset in dict.fromkeys(cell.dataset for cell in cells):
-        for test_set, label in table_columns(dataset):
-            table[label] = ours.loc[methods, label]
-            column = DATASETS.get(dataset).paper_columns.get(test_set)
+    for cell in {cell.column: cell for cell in cells}.values():
+        for test_set, label in table_columns(cell):
+            table[label] = ours.reindex(index)[label]
+            column = DATASETS.get(cell.dataset).paper_columns.get(test_set)
             if column and column in reference.columns:
                 paper_columns.add(f"{label} paper ({column})")
-                table[f"{label} paper ({column})"] = reference[column].reindex(methods)
-    reasons = {(cell.method, label): f"{cell.method} on {cell.dataset}: {cell.not_applicable}"
-               for cell in cells if cell.not_applicable for _, label in table_columns(cell.dataset)}
+                table[f"{label} paper ({column})"] = reference[column].reindex(index)
+    reasons = {(cell.row, label): f"{cell.row} on {cell.column}: {cell.not_applicable}"
+               for cell in cells if cell.not_applicable for _, label in table_columns(cell)}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
     return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells))
 
 
 def dataset_notes(cells: list[Cell]) -> list[str]:
-    """One line per dataset of the cells: what it is and which dataset of the paper it is or stands in for."""
+    """One line per column of the cells: what its dataset is and which dataset of the paper it is or
+    stands in for."""
     notes = []
-    for cell in {cell.dataset: cell for cell in cells}.values():
+    for cell in {cell.column: cell for cell in cells}.values():
         dataset = DATASETS.get(cell.dataset)(**{k: v for k, v in cell.config["dataset"].items() if k != "name"})
         paper = " / ".join(dict.fromkeys(dataset.paper_columns.values()))
         role = f"stand-in for the paper's {paper}" if dataset.stand_in else f"the paper's {paper}"
-        notes.append(f"- `{cell.dataset}`: {dataset.description}; {role}.")
+        name = f"`{cell.column}`" + (f" (`{cell.dataset}`)" if cell.column != cell.dataset else "")
+        notes.append(f"- {name}: {dataset.description}; {role}.")
     return notes
 
 
 def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
-    table = report.table
+    printed = report.text()
     lines = [f"# {spec.title}", "",
-             f"Preset `{preset}`. Ours: mean over test images of the per-image PSNR, by each dataset's protocol. "
+             f"Preset `{preset}`. Ours: mean over test images of the per-image value, by each dataset's protocol. "
              "Paper: the published number of the column named in brackets.", ""]
-    header = ["method", *table.columns]
+    header = [*printed.index.names, *printed.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    footnotes: list[str] = []  # one per (method, dataset), shared by the dataset's test-set columns
-    for method, row in table.iterrows():
+    footnotes: list[str] = []  # one per (row, column), shared by a dataset's test-set columns
+    for key, row in printed.iterrows():
+        keys = list(key) if isinstance(key, tuple) else [key]
         fields = []
-        for column, value in row.items():
-            text = report.cell_text(method, column, value)
+        for column, text in row.items():
             if text == "n/a":
-                note = report.not_applicable[(method, column)] + "."
+                note = report.not_applicable[(keys[0], column)] + "."
                 if note not in footnotes:
                     footnotes.append(note)
                 text = f"n/a [{footnotes.index(note) + 1}]"
             fields.append(text)
-        lines.append("| " + " | ".join([method, *fields]) + " |")
+        lines.append("| " + " | ".join([*keys, *fields]) + " |")
     if footnotes:
         lines += ["", "Not applicable:"] + [f"{i}. {note}" for i, note in enumerate(footnotes, start=1)]
     lines += ["", "Datasets:", *report.dataset_notes]
@@ -120,8 +154,7 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
 def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultStore, results_dir: Path) -> pd.DataFrame:
     """Write results/<table>.csv and .md for the given cells; returns the table as printed (text fields)."""
     report = build_report(spec, cells, store)
-    printed = pd.DataFrame({column: [report.cell_text(method, column, value) for method, value in series.items()]
-                            for column, series in report.table.items()}, index=report.table.index)
+    printed = report.text()
     results_dir.mkdir(parents=True, exist_ok=True)
     printed.to_csv(results_dir / f"{spec.name}.csv")
     (results_dir / f"{spec.name}.md").write_text(_markdown(spec, preset, report))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from typing import Any
 
@@ -23,6 +23,7 @@ from methods.unet import UNetConfig
 # Keyword arguments the runner sets itself; a spec's method / dataset sections may not.
 RUNNER_METHOD_ARGS = frozenset({"in_channels", "spatial_dims", "backbone", "seed", "gaussian_sigma",
                                 "lr", "lr_halving_steps"})
+PRESET_SECTIONS = frozenset({"seeds", "train", "backbone", "methods", "datasets", "evaluation", "batch_scale"})
 RUNNER_DATA_ARGS = frozenset({"data_dir", "train_keys", "batch_size", "patch_size", "train_samples", "seed",
                               "num_workers"})
 
@@ -43,14 +44,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """What a cell measures besides the test PSNR: d_f, the J-invariance metric D(f) of the trained
+    network (paper, eq. 5); test_every, the test PSNR every so many training steps (a curve)."""
+
+    d_f: bool = False
+    test_every: int | None = None
+
+
+@dataclass(frozen=True)
 class Cell:
     """One unit of work: a fully resolved config, its id and where it comes from; `not_applicable` says
-    why the method cannot run on the dataset (the table shows n/a), None when it can."""
+    why the method cannot run on the dataset (the table shows n/a), None when it can. `row` and
+    `column` are the labels the table shows it under."""
 
     table: str
     preset: str
     config: dict[str, Any]
     not_applicable: str | None = None
+    row: str = ""
+    column: str = ""
 
     @property
     def id(self) -> str:
@@ -73,6 +86,56 @@ class Cell:
     def trainable(self) -> bool:
         return "train" in self.config
 
+    @property
+    def evaluation(self) -> EvaluationConfig:
+        return EvaluationConfig(**self.config.get("evaluation", {}))
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of a table: its label, the registered method, and what the row sets on top of the preset
+    (method keyword arguments, training run, evaluation)."""
+
+    label: str
+    method: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+def theorem2_rows(values: list[float], method: str = "noise2same") -> list[Row]:
+    """Figure 4's sweep: for each sigma_loss, Noise2Same on unstandardised images with
+    lambda_inv = 2 * sigma_loss, the invariance weight Theorem 2 gives for Gaussian noise of std sigma_loss."""
+    return [Row(f"sigma_loss={value:g}", method, {"lambda_inv": 2 * value, "standardize": False}) for value in values]
+
+
+ROW_GENERATORS = {"theorem2": theorem2_rows}
+# What a spec produces: a table (benchmark.report) or one of the paper's figures (benchmark.figures).
+KINDS = ("table", "figure3", "figure4")
+
+
+def parse_rows(entries: list[Any], table: str) -> list[Row]:
+    """Rows from a spec's `methods` list: a method name; {label: {method: name, train: {...},
+    evaluation: {...}, <keyword arguments>}}; or {generate: <generator>, <its arguments>}."""
+    rows: list[Row] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            rows.append(Row(entry, entry))
+        elif "generate" in entry:
+            arguments = {k: v for k, v in entry.items() if k != "generate"}
+            if entry["generate"] not in ROW_GENERATORS:
+                raise UnknownNameError(f"{table}: unknown row generator {entry['generate']!r}; "
+                                       f"valid generators: {', '.join(ROW_GENERATORS)}")
+            rows += ROW_GENERATORS[entry["generate"]](**arguments)
+        else:
+            (label, body), = entry.items()
+            body = dict(body)
+            rows.append(Row(label, body.pop("method", label), body, body.pop("train", {}),
+                            body.pop("evaluation", {})))
+    for row in rows:
+        METHODS.get(row.method)
+    return rows
+
 
 def _merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
     """Later layers override earlier ones key by key (one level deep)."""
@@ -84,13 +147,16 @@ def _merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table: its methods and presets, loaded from benchmark/specs/<name>.yaml. Each preset's
-    `datasets` section names the datasets (columns) it runs, in order, with their settings."""
+    """A table: its rows (methods, or labelled variants of them) and presets, loaded from
+    benchmark/specs/<name>.yaml. Each preset's `datasets` section names the columns it runs, in order:
+    a registered dataset, or a label with `name:` the dataset and its settings."""
 
     name: str
     title: str
-    methods: list[str]
+    rows: list[Row]
     presets: dict[str, dict[str, Any]]
+    metrics: list[str] = field(default_factory=lambda: ["psnr"])
+    kind: str = "table"
 
     @classmethod
     def load(cls, name: str) -> "TableSpec":
@@ -100,64 +166,96 @@ class TableSpec:
         if name not in known:
             raise UnknownNameError(f"unknown table {name!r}; valid tables: {', '.join(known)}")
         raw = yaml.safe_load((specs / f"{name}.yaml").read_text())
-        return cls(name=name, title=raw.get("title", name), methods=list(raw["methods"]), presets=raw["presets"])
+        if raw.get("kind", "table") not in KINDS:
+            raise ConfigError(f"{name}: unknown kind {raw['kind']!r}; valid kinds: {', '.join(KINDS)}")
+        return cls(name=name, title=raw.get("title", name), rows=parse_rows(raw["methods"], name),
+                   presets=raw["presets"], metrics=raw.get("metrics", ["psnr"]), kind=raw.get("kind", "table"))
+
+    @property
+    def methods(self) -> list[str]:
+        """The registered methods of the rows, each once, in order."""
+        return list(dict.fromkeys(row.method for row in self.rows))
 
     def preset(self, name: str) -> dict[str, Any]:
         if name not in self.presets:
             raise UnknownNameError(f"unknown preset {name!r} for {self.name}; valid presets: {', '.join(self.presets)}")
         return self.presets[name]
 
+    def columns(self, preset: str) -> dict[str, dict[str, Any]]:
+        """Column label -> its settings (with `name`, the registered dataset), in order, under `preset`."""
+        columns = {}
+        for label, settings in (self.preset(preset).get("datasets") or {}).items():
+            settings = dict(settings or {})
+            settings.setdefault("name", label)
+            DATASETS.get(settings["name"])
+            columns[label] = settings
+        return columns
+
     def datasets(self, preset: str) -> list[str]:
-        """The datasets (columns) of the table under `preset`, in order."""
-        return list(self.preset(preset).get("datasets", {}))
+        """The column labels of the table under `preset`, in order."""
+        return list(self.columns(preset))
 
     def cells(self, preset: str, methods: list[str] | None = None, datasets: list[str] | None = None,
-              seeds: list[int] | None = None) -> list[Cell]:
-        """The cells of this table under `preset`, optionally restricted; every name is checked first."""
+              seeds: list[int] | None = None, evaluation: dict[str, Any] | None = None) -> list[Cell]:
+        """The cells of this table under `preset`, optionally restricted to some methods (names or row
+        labels), columns and seeds; `evaluation` adds measurements to every trained cell."""
         settings = self.preset(preset)
+        columns = self.columns(preset)
+        labels = [row.label for row in self.rows]
         for name in methods or []:
-            METHODS.get(name)
-            if name not in self.methods:
-                raise ConfigError(f"method {name!r} is not in {self.name}; its methods: {', '.join(self.methods)}")
-        columns = self.datasets(preset)
+            if name not in labels and name not in self.methods:
+                METHODS.get(name)
+                raise ConfigError(f"method {name!r} is not in {self.name}; its rows: {', '.join(labels)}")
         for name in datasets or []:
-            DATASETS.get(name)
             if name not in columns:
+                DATASETS.get(name)
                 raise ConfigError(f"dataset {name!r} is not in {self.name} under preset {preset!r}; "
                                   f"its datasets: {', '.join(columns)}")
+        rows = [row for row in self.rows if not methods or row.label in methods or row.method in methods]
         cells = []
-        for dataset in datasets or columns:
-            for method in methods or self.methods:
+        for column in datasets or columns:
+            for row in rows:
                 for seed in seeds or settings.get("seeds", [0]):
-                    config = resolve_config(settings, dataset, method, seed, preset)
-                    data = DATASETS.get(dataset)(**{k: v for k, v in config["dataset"].items() if k != "name"})
-                    cells.append(Cell(self.name, preset, config, METHODS.get(method).not_applicable_to(data)))
+                    config = resolve_config(settings, columns[column], row, seed, preset, evaluation)
+                    data = DATASETS.get(config["dataset"]["name"])(
+                        **{k: v for k, v in config["dataset"].items() if k != "name"})
+                    cells.append(Cell(self.name, preset, config, METHODS.get(row.method).not_applicable_to(data),
+                                      row=row.label, column=column))
         return cells
 
 
-def resolve_config(settings: dict[str, Any], dataset: str, method: str, seed: int, preset: str) -> dict[str, Any]:
+def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, seed: int, preset: str,
+                   evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
     """The full config of one cell: dataset and method keyword arguments with their defaults, and,
-    for a trainable method, the training run and backbone."""
+    for a trainable method, the training run, backbone and (when asked) extra evaluation."""
+    dataset, method = column["name"], row.method
     dataset_cls, method_cls = DATASETS.get(dataset), METHODS.get(method)
     where = f"preset {preset!r}"
-    per_dataset = settings.get("datasets", {}).get(dataset, {}) or {}
-    unknown = sorted(set(per_dataset) - {"dataset", "train", "backbone", "methods"})
+    unknown = sorted(set(column) - {"name", "dataset", "train", "backbone", "methods"})
     if unknown:
         raise ConfigError(f"{where}, dataset {dataset}: unknown section(s) {', '.join(unknown)}; "
-                          "valid sections: dataset, train, backbone, methods")
-    method_args = _merge(settings.get("methods", {}).get(method), per_dataset.get("methods", {}).get(method))
+                          "valid sections: name, dataset, train, backbone, methods")
+    method_args = _merge(settings.get("methods", {}).get(method), column.get("methods", {}).get(method), row.kwargs)
     config: dict[str, Any] = {
-        "dataset": {"name": dataset, **resolve_kwargs(dataset_cls, per_dataset.get("dataset", {}),
+        "dataset": {"name": dataset, **resolve_kwargs(dataset_cls, column.get("dataset", {}),
                                                       f"{where}, dataset {dataset}", RUNNER_DATA_ARGS)},
         "method": {"name": method, **resolve_kwargs(method_cls, method_args, f"{where}, method {method}",
                                                     RUNNER_METHOD_ARGS)},
         "seed": seed,
     }
+    unknown = sorted(set(settings) - PRESET_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; valid sections: {', '.join(sorted(PRESET_SECTIONS))}")
     if method_cls.trainable:
-        config["train"] = asdict(_build(TrainConfig, _merge(settings.get("train"), per_dataset.get("train")),
-                                        f"{where}, train"))
-        config["backbone"] = asdict(_build(UNetConfig, _merge(settings.get("backbone"), per_dataset.get("backbone")),
+        train = _build(TrainConfig, _merge(settings.get("train"), column.get("train"), row.train), f"{where}, train")
+        if "batch_scale" in settings:  # one factor for every row's batch (Figure 3 on a CPU)
+            train = replace(train, batch_size=max(1, round(train.batch_size * settings["batch_scale"])))
+        config["train"] = asdict(train)
+        config["backbone"] = asdict(_build(UNetConfig, _merge(settings.get("backbone"), column.get("backbone")),
                                            f"{where}, backbone"))
+        extra = _merge(settings.get("evaluation"), row.evaluation, evaluation)
+        if extra:  # only present when asked for, so plain cells keep their ids
+            config["evaluation"] = asdict(_build(EvaluationConfig, extra, f"{where}, evaluation"))
     return config
 
 

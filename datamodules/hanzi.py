@@ -134,7 +134,8 @@ class _StandInBelowPaperSize:
 class HanZi(DenoisingDataModule):
     """n_characters characters x n_copies noisy copies at noise std `sigma`, split val_fraction /
     test_fraction / the rest for training; `data_seed` fixes the characters, the noise and the split
-    (test noise included)."""
+    (test noise included). `gaussian_only`: additive N(0, sigma^2) alone, no pixel loss and no
+    clipping (the paper's Figure 4)."""
 
     protocol = PSNRProtocol(data_range=1.0, minmax=True)
     eval_batch_size = 64
@@ -144,7 +145,8 @@ class HanZi(DenoisingDataModule):
                    "paper's 13,029 x 6 the paper's recipe with another font, smaller sizes stand in for it)")
 
     def __init__(self, n_characters: int = 1000, n_copies: int = 2, sigma: float = 0.7, data_seed: int = 0,
-                 val_fraction: float = 0.2, test_fraction: float = 0.1, **common: Any) -> None:
+                 val_fraction: float = 0.2, test_fraction: float = 0.1, gaussian_only: bool = False,
+                 **common: Any) -> None:
         super().__init__(**common)
         if not 1 <= n_characters <= PAPER_CHARACTERS:
             raise ConfigError(f"hanzi: n_characters must be between 1 and {PAPER_CHARACTERS}, got {n_characters}")
@@ -157,6 +159,12 @@ class HanZi(DenoisingDataModule):
         self.data_seed = data_seed
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        self.gaussian_only = gaussian_only
+
+    @property
+    def gaussian_sigma(self) -> float | None:
+        """sigma when the noise is Gaussian only (Figure 4's HanZi); None for the recipe's mixed noise."""
+        return self.sigma if self.gaussian_only else None
 
     @property
     def at_paper_size(self) -> bool:
@@ -177,7 +185,7 @@ class HanZi(DenoisingDataModule):
         if empty:
             raise ConfigError(f"hanzi: {len(order)} tiles leave the {' and '.join(empty)} split(s) empty; "
                               "raise n_characters or n_copies")
-        noise = hanzi_noise(self.sigma)
+        noise = Gaussian(self.sigma) if self.gaussian_only else hanzi_noise(self.sigma)
 
         def images(start: int, stop: int, draw: int | None = None) -> LazyImages:
             """Tiles start to stop - 1, made on demand: clean, or noisy draw `draw`."""

@@ -81,6 +81,8 @@ class TrainableDenoiser(MethodTraits, pl.LightningModule):
     # Network passes over the batch per training step (for cost estimates).
     forward_passes: ClassVar[int] = 1
     n_samples_logged: ClassVar[int] = 3
+    # Per-sample standardisation of inputs (Theorem 1's setting); a method may offer raw values instead.
+    standardizes: bool = True
 
     def __init__(self, *, in_channels: int = 1, spatial_dims: int = 2, backbone: UNetConfig = UNetConfig(),
                  seed: int = 0, lr: float = 4e-4, lr_halving_steps: int = 5000) -> None:
@@ -128,21 +130,30 @@ class TrainableDenoiser(MethodTraits, pl.LightningModule):
             return self.padded_forward(z)
         return tiled(self.padded_forward, z, tile, self.receptive_margin, self.size_multiple)
 
-    def denoise_standardized(self, z: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
-        """Estimate of the standardised clean image; f(z) by default."""
+    def normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(z, mean, std) with x = z * std + mean: `standardize(x)`, or z = x (mean 0, std 1) for a
+        method that works on raw values."""
+        if self.standardizes:
+            return standardize(x)
+        ones = torch.ones((*x.shape[:2], *[1] * (x.dim() - 2)), dtype=x.dtype, device=x.device)
+        return x, ones - 1, ones
+
+    def denoise_standardized(self, z: Tensor, tile: Sequence[int | None] | None = None, *, std: Tensor) -> Tensor:
+        """Estimate of the standardised clean image for z = (x - mean) / std; f(z) by default. `std`, the
+        (B, C, 1, ...) stds of x, gives the data's noise level in standardised units to methods that need it."""
         return self.network_output(z, tile)
 
     @torch.no_grad()
     def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
         """Estimate of the clean image in the data's units: standardise (whole-image statistics),
         denoise (in tiles if `tile` is given), undo the standardisation."""
-        z, mean, std = standardize(noisy.to(self.device, torch.float32))
-        return (self.denoise_standardized(z, tile) * std + mean).to(noisy)
+        z, mean, std = self.normalize(noisy.to(self.device, torch.float32))
+        return (self.denoise_standardized(z, tile, std=std) * std + mean).to(noisy)
 
     # --- training --------------------------------------------------------------------------------
     def standardized(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Every image of the batch standardised with the noisy input's statistics (shared units)."""
-        _, mean, std = standardize(batch["noisy"])
+        _, mean, std = self.normalize(batch["noisy"])
         return {key: (value - mean) / std for key, value in batch.items()}
 
     def generator(self, device: torch.device) -> torch.Generator:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.base import LossTerms, TrainableDenoiser, standardize
+from methods.base import LossTerms, TrainableDenoiser
 from methods.blind_spot_network import BlindSpotNetwork
 from methods.registry import register_method
 from methods.unet import UNetConfig
@@ -125,15 +125,14 @@ class LaineBayes(BlindSpotDenoiser):
         return (self.gaussian_sigma / std.double()).clamp(min=1e-3).pow(2).movedim(1, -1)
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, LossTerms]:
-        z, _, std = standardize(batch["noisy"])
+        z, _, std = self.normalize(batch["noisy"])
         mu, sigma_x = gaussian_prior(self(z), z.shape[1])
         loss = gaussian_nll(z.double().movedim(1, -1), mu, sigma_x, self.noise_var(std)).to(z.dtype)
         return loss, {"nll": loss.detach()}
 
-    @torch.no_grad()
-    def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
-        """Posterior mean in the data's units: standardise, E[x | y] from the network's prior, undo."""
-        z, mean, std = standardize(noisy.to(self.device, torch.float32))
+    def denoise_standardized(self, z: Tensor, tile: Sequence[int | None] | None = None, *, std: Tensor) -> Tensor:
+        """Posterior mean E[x | z] in standardised units, from the network's prior N(mu, Sigma_x) and the
+        noise variance s_c^2 = (gaussian_sigma / std_c)^2."""
         mu, sigma_x = gaussian_prior(self.network_output(z, tile), z.shape[1])
-        estimate = posterior_mean(z.double().movedim(1, -1), mu, sigma_x, self.noise_var(std)).movedim(-1, 1)
-        return (estimate * std + mean).to(noisy)
+        estimate = posterior_mean(z.double().movedim(1, -1), mu, sigma_x, self.noise_var(std))
+        return estimate.movedim(-1, 1).to(z.dtype)

@@ -36,9 +36,10 @@ class Noise2Same(MaskedTrainable):
     forward_passes = 2
 
     def __init__(self, lambda_inv: float = 2.0, mask_fraction: float = 0.005,
-                 replacement: str = "gaussian:0.2", **common: Any) -> None:
+                 replacement: str = "gaussian:0.2", standardize: bool = True, **common: Any) -> None:
         super().__init__(mask_fraction=mask_fraction, replacement=replacement, **common)
         self.lambda_inv = lambda_inv
+        self.standardizes = standardize
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, LossTerms]:
         x = self.standardized(batch)["noisy"]

@@ -42,7 +42,7 @@ def test_smoke_table_runs_reports_and_resumes(tmp_path, capsys):
     table = (tmp_path / "table3.csv").read_text().splitlines()
     assert table[0].startswith("method,hanzi,hanzi paper (HanZi),natural-gray,natural-gray paper (BSD68),natural-rgb")
     assert table[0].endswith("synthetic-3d C3,synthetic-3d C3 paper (Planaria C3)")
-    assert len(table) == 1 + len(spec.methods) and all(",," not in line for line in table[1:])
+    assert len(table) == 1 + len(spec.rows) and all(",," not in line for line in table[1:])
     report = (tmp_path / "table3.md").read_text()
     assert "| noise2same |" in report
     # laine_bayes needs Gaussian noise of known std; HanZi's is not: n/a with its reason as a footnote,

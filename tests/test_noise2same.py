@@ -41,3 +41,17 @@ def test_training_loss_is_seeded_and_logs_both_terms():
         losses.append(loss.item())
         assert {"rec", "inv"} <= set(terms) and torch.isfinite(loss)
     assert losses[0] == losses[1]
+
+
+def test_raw_value_mode_trains_and_denoises_without_standardising():
+    # Theorem 2's setting (Figure 4): f sees x itself, so its output is in the data's units.
+    torch.manual_seed(0)
+    raw = Noise2Same(backbone=UNetConfig(depth=2, base_channels=4), standardize=False).eval()
+    x = 3.0 + 0.5 * torch.randn(2, 1, 16, 16)
+    assert torch.allclose(raw.denoise(x), raw(x), atol=1e-6)
+    loss, terms = raw.training_loss({"noisy": x})
+    assert terms["rec"].item() == pytest.approx(torch.nn.functional.mse_loss(raw(x), x).item(), rel=1e-5)
+    standardised = Noise2Same(backbone=UNetConfig(depth=2, base_channels=4))
+    standardised.load_state_dict(raw.state_dict())
+    standardised.eval()
+    assert not torch.allclose(standardised.denoise(x), raw.denoise(x), atol=1e-3)

@@ -30,7 +30,7 @@ def test_the_paper_preset_holds_the_papers_settings():
     by_id = {(cell.dataset, cell.method): cell.config for cell in PAPER_CELLS}
     same = by_id["imagenet", "noise2same"]
     assert same["method"] == {"name": "noise2same", "lambda_inv": 2.0, "mask_fraction": 0.005,
-                              "replacement": "gaussian:0.2"}
+                              "replacement": "gaussian:0.2", "standardize": True}
     assert same["train"] | {"precision": None} == {"steps": 50000, "batch_size": 64, "patch_size": 64, "lr": 0.0004,
                                                   "lr_halving_steps": 5000, "val_every": 5000, "precision": None}
     assert same["backbone"] == {"depth": 3, "base_channels": 96, "batch_norm": True, "residual": False,

@@ -7,19 +7,21 @@ PRESET ?= cpu
 RESULTS ?= results
 DATA_DIR ?= data
 TABLE ?= table3
-RUN = $(PY) -m benchmark run --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR)
+RUN = $(PY) -m benchmark run --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) $(if $(METHODS),--methods $(METHODS))
 
-.PHONY: help install test table3 table1 table2 figure3 figure4 data report clean
+.PHONY: help install test table3 table1 table2 figure3 figure4 data report bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PRESET=$(PRESET) (smoke | cpu | paper), RESULTS=$(RESULTS), DATA_DIR=$(DATA_DIR), TABLE=$(TABLE)"
+	@echo "  variables: PRESET=$(PRESET) (smoke | cpu | paper), RESULTS=$(RESULTS), DATA_DIR=$(DATA_DIR), TABLE=$(TABLE),"
+	@echo "             METHODS (rows to run; +NAME adds a row, e.g. METHODS=+neighbor2neighbor)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/plugin/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e examples/plugin  # the example method plugin: the tests cover it too
 	touch $(STAMP)
 
 install: $(STAMP)  ## create or update the virtual environment (.venv)
@@ -47,6 +49,9 @@ data: $(STAMP)  ## show which datasets are present under DATA_DIR and what is mi
 
 report: $(STAMP)  ## rewrite TABLE's (default table3) report from the stored cells, running nothing
 	$(PY) -m benchmark report $(TABLE) --preset $(PRESET) --results $(RESULTS)
+
+bench: $(STAMP)  ## measure training/inference speed and memory of every method: results/bench.{md,json}
+	$(PY) -m benchmark bench --results $(RESULTS)
 
 clean:  ## remove the virtual environment and the run store (results/runs); keeps the written tables
 	rm -rf $(VENV) $(RESULTS)/runs

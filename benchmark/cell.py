@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 import platform
 import subprocess
 import time
 import warnings
-from functools import partial
+from dataclasses import asdict
 from datetime import datetime, timezone
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_only
 
-from benchmark.spec import Cell, TrainConfig
-from benchmark.tracking import cell_logger
+from benchmark.spec import Cell, Resources, TrainConfig
+from benchmark.tracking import TEST_SAMPLES, cell_logger, log_test
 from datamodules import DATASETS
-from datamodules.evaluation import evaluate
+from datamodules.evaluation import Evaluation, evaluate
 from methods import METHODS
 from methods.jinvariance import j_invariance_on
 from methods.unet import UNetConfig
@@ -29,6 +34,11 @@ PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "numpy", "scikit-image
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
 warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")  # no validation set
+# Under DDP every process validates on the whole validation set (the datamodule shards training only),
+# so the logged values agree without syncing.
+warnings.filterwarnings("ignore", ".*sync_dist=True.*")
+# A resumed run's datamodule starts at the first patch not yet trained on (DenoisingDataModule.train_dataloader).
+warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
     lambda record: "litlogger" not in record.getMessage())  # drop Lightning's advert on every fit
 
@@ -48,20 +58,21 @@ def environment() -> dict[str, Any]:
         sha = None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     return {"versions": versions, "python": platform.python_version(), "host": platform.node(),
-            "device": device, "git_sha": sha}
+            "device": device, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "git_sha": sha}
 
 
-def build_datamodule(cell: Cell, data_dir: Path, train_keys: frozenset[str] = frozenset({"noisy"})) -> Any:
+def build_datamodule(cell: Cell, data_dir: Path, train_keys: frozenset[str] = frozenset({"noisy"}),
+                     resources: Resources = Resources()) -> Any:
     """The cell's dataset, reading real data from data_dir; for a trainable cell, set up to serve
-    `train_keys` patches for its run."""
+    `train_keys` patches for its run, each device's share of the batch at a time."""
     kwargs = {k: v for k, v in cell.config["dataset"].items() if k != "name"}
     dataset_cls = DATASETS.get(cell.dataset)
     if not cell.trainable:
         return dataset_cls(**kwargs, data_dir=data_dir)
     train = TrainConfig(**cell.config["train"])
     patch = train.patch_size if isinstance(train.patch_size, int) else tuple(train.patch_size)
-    return dataset_cls(**kwargs, data_dir=data_dir, train_keys=train_keys, batch_size=train.batch_size,
-                       patch_size=patch, train_samples=train.steps * train.batch_size, seed=cell.seed)
+    return dataset_cls(**kwargs, data_dir=data_dir, train_keys=train_keys,
+                       batch_size=resources.per_device_batch(train.batch_size), patch_size=patch, train_samples=train.steps * train.batch_size, seed=cell.seed)
 
 
 def build_method(cell: Cell, datamodule: Any) -> Any:
@@ -73,24 +84,33 @@ def build_method(cell: Cell, datamodule: Any) -> Any:
     if method_cls.requires_gaussian_sigma:
         kwargs["gaussian_sigma"] = datamodule.gaussian_sigma
     train = TrainConfig(**cell.config["train"])
-    return method_cls(**kwargs, in_channels=datamodule.channels, spatial_dims=datamodule.spatial_dims,
-                      backbone=UNetConfig(**cell.config["backbone"]), seed=cell.seed, lr=train.lr,
-                      lr_halving_steps=train.lr_halving_steps)
+    method = method_cls(**kwargs, in_channels=datamodule.channels, spatial_dims=datamodule.spatial_dims,
+                        backbone=UNetConfig(**cell.config["backbone"]), seed=cell.seed, lr=train.lr,
+                        lr_halving_steps=train.lr_halving_steps)
+    method.accelerate(**asdict(cell.speed))
+    return method
 
 
-def score(method: Any, datamodule: Any, description: str) -> dict[str, Any]:
-    """Mean and per-image PSNR of the method on each test set of the datamodule (tiled as the dataset asks)."""
+def score(method: Any, datamodule: Any, description: str, keep: int = 0) -> dict[str, Evaluation]:
+    """Per-image PSNR of the method on each test set of the datamodule, and the sample panels of its
+    first `keep` images (tiled as the dataset asks; a method that is CPU-bound per image is spread over
+    every core)."""
     denoise = partial(method.denoise, tile=datamodule.inference_tile)
-    tests = {}
-    for name in datamodule.test_sets:
-        scores = evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
-                          description=f"{name} {description}", transform=not method.scored_as_is)
-        tests[name] = {"psnr_mean": scores.mean, "psnr": dict(zip(scores.ids, scores.psnr))}
-    return tests
+    return {name: evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
+                           description=f"{name} {description}", transform=not method.scored_as_is,
+                           workers=-1 if method.parallel_images else 1, keep=keep)
+            for name in datamodule.test_sets}
+
+
+def stored_scores(evaluation: Evaluation) -> dict[str, Any]:
+    """What the store keeps of a test set: the mean PSNR and the PSNR of each image by id."""
+    return {"psnr_mean": evaluation.mean, "psnr": dict(zip(evaluation.ids, evaluation.psnr))}
 
 
 class TestCurve(pl.Callback):
-    """The test PSNR of each test set before training and every `every` steps (the paper's Figure 3)."""
+    """The test PSNR of each test set before training and every `every` steps (the paper's Figure 3),
+    measured by the first process alone and kept in checkpoints, so that a resumed or distributed run
+    has the whole curve."""
 
     def __init__(self, every: int, datamodule: Any, description: str) -> None:
         self.every = every
@@ -102,62 +122,111 @@ class TestCurve(pl.Callback):
         was_training = method.training
         method.eval()
         tests = score(method, self.datamodule, self.description)
-        self.points.append({"step": trainer.global_step, **{name: t["psnr_mean"] for name, t in tests.items()}})
+        self.points.append({"step": trainer.global_step, **{name: t.mean for name, t in tests.items()}})
         method.train(was_training)
 
     def on_train_start(self, trainer: pl.Trainer, method: Any) -> None:
-        self.record(trainer, method)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, method: Any, *args: Any) -> None:
-        if trainer.global_step % self.every == 0:
+        if trainer.global_step == 0 and trainer.is_global_zero:  # a resumed run has this point already
             self.record(trainer, method)
 
+    def on_train_batch_end(self, trainer: pl.Trainer, method: Any, *args: Any) -> None:
+        if trainer.global_step % self.every == 0 and trainer.is_global_zero:
+            self.record(trainer, method)
 
-def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Path = Path("data")) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
+        return {"points": self.points}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.points = list(state_dict["points"])
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stops training at the first NaN or infinite loss, before it reaches the weights, with a
+    FloatingPointError naming the step (the runner then stores the cell as failed)."""
+
+    def on_before_backward(self, trainer: pl.Trainer, method: Any, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(f"the training loss is {loss.item()} at step {trainer.global_step}")
+
+
+def checkpoint_interval(train: TrainConfig) -> int:
+    """Steps between checkpoints: the largest that divides the run and the validation interval, so a
+    checkpoint comes with every validation and one with the last step."""
+    return math.gcd(train.steps, min(train.val_every, train.steps))
+
+
+def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Path = Path("data"),
+             resources: Resources = Resources(), strategy: str = "ddp_spawn") -> dict[str, Any] | None:
     """Train (if trainable) and test one cell on each of its dataset's test sets; the returned dict is
-    what the store keeps."""
+    what the store keeps.
+
+    Training checkpoints to <work_dir>/lightning/<cell id>/checkpoints/last.ckpt (see
+    `checkpoint_interval`) and resumes from there when an earlier run was cut short. On more than one
+    device it runs DDP with `strategy`: "ddp_spawn" starts the processes here; under "ddp" they were
+    started by SLURM, each calls run_cell, and all but rank 0 return None. The test runs once, in one
+    process on one device, on the weights of the last checkpoint.
+    """
     if cell.not_applicable:
         raise ValueError(f"{cell.method} does not apply to {cell.dataset}: {cell.not_applicable}")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     pl.seed_everything(cell.seed, workers=True, verbose=False)
     method_cls = METHODS.get(cell.method)
-    datamodule = build_datamodule(cell, data_dir, method_cls.train_keys)
+    datamodule = build_datamodule(cell, data_dir, method_cls.train_keys, resources)
     method = build_method(cell, datamodule)
     description = f"{cell.dataset}/{cell.method}"
     train_seconds = 0.0
     logger = curve = None
+    training: dict[str, Any] = {}
     if cell.trainable:
         train = TrainConfig(**cell.config["train"])
-        logger = cell_logger(cell, work_dir / "wandb")
+        logger = cell_logger(cell, work_dir / "wandb") if rank_zero_only.rank == 0 else None
         every = cell.evaluation.test_every
         curve = TestCurve(every, datamodule, description) if every else None
+        folder = work_dir / "lightning" / cell.id
+        last = folder / "checkpoints" / "last.ckpt"
+        resumed_from = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] \
+            if last.exists() else 0
+        checkpoints = ModelCheckpoint(folder / "checkpoints", save_last=True, save_top_k=0,
+                                      every_n_train_steps=checkpoint_interval(train))
+        strategy = strategy if resources.world_size > 1 else "auto"
+        # Batch norm over the whole batch, as on one device; PyTorch's SyncBatchNorm needs GPUs.
+        sync_batchnorm = resources.world_size > 1 and accelerator != "cpu" and torch.cuda.is_available()
         trainer = pl.Trainer(max_steps=train.steps, val_check_interval=min(train.val_every, train.steps),
-                             check_val_every_n_epoch=None, accelerator=accelerator, devices=1,
-                             precision=train.precision, logger=logger or False, enable_checkpointing=False,
-                             default_root_dir=str(work_dir / "lightning" / cell.id), num_sanity_val_steps=0,
+                             check_val_every_n_epoch=None, accelerator=accelerator, devices=resources.devices,
+                             num_nodes=resources.nodes, strategy=strategy, precision=train.precision,
+                             logger=logger or False, default_root_dir=str(folder), num_sanity_val_steps=0,
                              enable_model_summary=False, log_every_n_steps=min(10, train.steps),
-                             callbacks=[curve] if curve else [])
-        trainer.fit(method, datamodule=datamodule)
+                             use_distributed_sampler=False, sync_batchnorm=sync_batchnorm,
+                             callbacks=[*([curve] if curve else []), StopOnNonFiniteLoss(), checkpoints])
+        trainer.fit(method, datamodule=datamodule, ckpt_path=last if resumed_from else None, weights_only=True)
+        if trainer.global_rank != 0:
+            return None
+        final = torch.load(last, map_location="cpu", weights_only=True)
+        method.load_state_dict(final["state_dict"])
+        if curve:
+            curve.load_state_dict(final["callbacks"][curve.state_key])
+        method.to(trainer.strategy.root_device).eval()
         train_seconds = time.perf_counter() - t0
-        method.eval()
+        training = {"resumed_from_step": resumed_from, "devices": resources.devices, "nodes": resources.nodes,
+                    "strategy": strategy}
     t1 = time.perf_counter()
-    tests = score(method, datamodule, description)
+    evaluations = score(method, datamodule, description, keep=TEST_SAMPLES if logger else 0)
+    tests = {name: stored_scores(evaluation) for name, evaluation in evaluations.items()}
     if cell.trainable and cell.evaluation.d_f:
         for name in tests:
             tests[name]["d_f"] = j_invariance_on(method, datamodule, name, seed=cell.seed,
                                                  description=f"D(f) {name} {description}")
     test_seconds = time.perf_counter() - t1
     if logger is not None:
-        logger.experiment.summary.update({f"{name}/psnr": test["psnr_mean"] for name, test in tests.items()})
-        logger.experiment.finish()
+        log_test(logger.experiment, evaluations, tests)
     return {
         "id": cell.id, "table": cell.table, "preset": cell.preset, "status": "done",
         "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "config": cell.config,
-        "tests": tests, **({"curve": curve.points} if curve else {}),
+        "tests": tests, **({"curve": curve.points} if curve else {}), **({"training": training} if training else {}),
         "timings": {"train_s": round(train_seconds, 3), "test_s": round(test_seconds, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": started.isoformat(timespec="milliseconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         **environment(),
     }

@@ -7,6 +7,7 @@ curve's best point starred.
 
 from __future__ import annotations
 
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark.spec import Cell, TableSpec  # noqa: E402
@@ -24,17 +26,18 @@ STEPS_PER_UNIT = 50  # the paper's unit of training cost in Figure 3
 
 
 def figure3_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """One row per finished cell, test set and evaluation point: method (row label), column, test set,
-    step, units (= step / 50) and the test PSNR there."""
+    """One row per finished cell, test set and evaluation point: method (row label), its batch size,
+    column, test set, step, units (= step / 50) and the test PSNR there."""
     records = []
     for cell in cells:
         result = store.load(cell.id)
         for point in (result or {}).get("curve", []):
             for test_set, psnr in point.items():
                 if test_set != "step":
-                    records.append({"method": cell.row, "column": cell.column, "test_set": test_set,
-                                    "step": point["step"], "units": point["step"] / STEPS_PER_UNIT, "psnr": psnr})
-    return pd.DataFrame(records, columns=["method", "column", "test_set", "step", "units", "psnr"])
+                    records.append({"method": cell.row, "batch": cell.config["train"]["batch_size"],
+                                    "column": cell.column, "test_set": test_set, "step": point["step"],
+                                    "units": point["step"] / STEPS_PER_UNIT, "psnr": psnr})
+    return pd.DataFrame(records, columns=["method", "batch", "column", "test_set", "step", "units", "psnr"])
 
 
 def figure4_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
@@ -62,8 +65,8 @@ def paper_points(name: str) -> pd.DataFrame:
 def plot_figure3(data: pd.DataFrame, title: str, path: Path) -> None:
     """Test PSNR against units of 50 steps, one line per method (and test set, if several)."""
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
-    for (method, test_set), curve in data.groupby(["method", "test_set"], sort=False):
-        label = method if data["test_set"].nunique() == 1 else f"{method} ({test_set})"
+    for (method, batch, test_set), curve in data.groupby(["method", "batch", "test_set"], sort=False):
+        label = f"{method}, batch {batch}" + ("" if data["test_set"].nunique() == 1 else f" ({test_set})")
         axes.plot(curve["units"], curve["psnr"], marker="o", markersize=3, label=label)
     axes.set_xlabel(f"training cost (units of {STEPS_PER_UNIT} steps)")
     axes.set_ylabel("test PSNR (dB)")
@@ -90,12 +93,38 @@ def plot_figure4(data: pd.DataFrame, title: str, path: Path, paper: pd.DataFrame
 
 
 def _finish(figure: plt.Figure, axes: plt.Axes, title: str, path: Path) -> None:
-    axes.set_title(title, fontsize=9)
+    axes.set_title("\n".join(textwrap.fill(line, 90) for line in title.split("\n")), fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def bar_chart(values: pd.DataFrame, title: str) -> np.ndarray:
+    """A table's numbers as grouped bars, rendered to an RGB uint8 picture: one group per method (the
+    index's first level), one bar per column, one panel per metric (the index's second level, its
+    label); a missing value has no bar."""
+    metrics = list(dict.fromkeys(values.index.get_level_values(1)))
+    methods = list(dict.fromkeys(values.index.get_level_values(0)))
+    figure, axes = plt.subplots(len(metrics), 1, figsize=(max(6.4, 0.7 * len(methods) + 2), 3.6 * len(metrics)),
+                                squeeze=False)
+    width = 0.8 / max(1, values.shape[1])
+    positions = np.arange(len(methods))
+    for axis, metric in zip(axes[:, 0], metrics):
+        panel = values.xs(metric, level=1).reindex(methods)
+        for index, column in enumerate(panel.columns):
+            axis.bar(positions + index * width, panel[column], width, label=column)
+        axis.set_xticks(positions + 0.4 - width / 2, methods, rotation=30, ha="right", fontsize=8)
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3, axis="y")
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0, 0].set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.canvas.draw()
+    picture = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return picture
 
 
 FIGURES: dict[str, tuple[Callable[[list[Cell], ResultStore], pd.DataFrame], Callable[..., None]]] = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import warnings
+from importlib import metadata
 from typing import Any, Callable, Generic, TypeVar, get_type_hints
 
 T = TypeVar("T")
@@ -16,6 +18,10 @@ class UnknownNameError(ConfigError):
     """A method, dataset, table or preset name that is not registered."""
 
 
+class PluginWarning(UserWarning):
+    """A plugin that could not be loaded; everything else works without it."""
+
+
 class Registry(Generic[T]):
     """A name -> class map. Built-ins and plugins register the same way: @REGISTRY.register("name")."""
 
@@ -23,14 +29,15 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}
+        self._loading = "built-in"  # the origin of entries registered now (a plugin's, while it loads)
 
-    def register(self, name: str, origin: str = "built-in") -> Callable[[T], T]:
+    def register(self, name: str) -> Callable[[T], T]:
         """Decorator adding a class under `name`; a name already taken is an error."""
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ConfigError(f"{self.kind} name {name!r} is already registered (by {self._origins[name]})")
             self._entries[name] = entry
-            self._origins[name] = origin
+            self._origins[name] = self._loading
             entry.registered_name = name  # type: ignore[attr-defined]
             return entry
         return add
@@ -49,6 +56,30 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Registered names, in registration order."""
         return list(self._entries)
+
+    def load_plugins(self, group: str) -> None:
+        """Load every entry point of the packaging group `group`: each names a module whose import
+        registers its entries with @register, under the origin of its distribution's name.
+
+        A plugin that fails to import, registers a name already taken or registers nothing is left
+        out whole (its other entries are withdrawn), with one PluginWarning naming it and the reason.
+        """
+        for entry_point in metadata.entry_points(group=group):
+            origin = entry_point.dist.name if entry_point.dist else entry_point.value
+            before = set(self._entries)
+            self._loading = origin
+            try:
+                entry_point.load()
+                if set(self._entries) == before:
+                    raise ConfigError(f"importing {entry_point.value!r} registered no {self.kind}; the entry "
+                                      f"point must name a module that registers with @register")
+            except Exception as error:  # a broken plugin must not cost the rest
+                for name in set(self._entries) - before:
+                    del self._entries[name], self._origins[name]
+                warnings.warn(f"{self.kind} plugin {entry_point.name!r} from {origin} was not loaded: "
+                              f"{type(error).__name__}: {error}", PluginWarning, stacklevel=2)
+            finally:
+                self._loading = "built-in"
 
 
 def keyword_parameters(cls: type, exclude: frozenset[str] = frozenset()) -> dict[str, inspect.Parameter]:

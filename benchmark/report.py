@@ -3,7 +3,7 @@ beside ours."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -62,19 +62,22 @@ def collect(cells: list[Cell], store: ResultStore, metrics: list[str]) -> pd.Dat
 @dataclass
 class Report:
     """Rows (row label, metric) by columns: ours (mean over seeds) and, beside each, the paper's;
-    n/a notes by (row label, column)."""
+    n/a notes and failure reasons by (row label, column)."""
 
     table: pd.DataFrame
     not_applicable: dict[tuple[str, str], str]
     missing: int
     paper_columns: frozenset[str]
     dataset_notes: list[str]
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def cell_text(self, key: tuple[str, str], column: str, value: float) -> str:
-        """A field: the number; 'n/a' for a cell that does not apply; '' for one not yet run; '-' where
-        the paper has no number."""
+        """A field: the number; 'n/a' for a cell that does not apply; 'failed' for one whose run (of
+        any seed) failed; '' for one not yet run; '-' where the paper has no number."""
         if (key[0], column) in self.not_applicable:
             return "n/a"
+        if (key[0], column) in self.failed:
+            return "failed"
         if pd.isna(value):
             return "-" if column in self.paper_columns else ""
         metric = METRICS[key[1]]
@@ -107,8 +110,11 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
                 table[f"{label} paper ({column})"] = reference[column].reindex(index)
     reasons = {(cell.row, label): f"{cell.row} on {cell.column}: {cell.not_applicable}"
                for cell in cells if cell.not_applicable for _, label in table_columns(cell)}
+    failures = [(cell, store.failure(cell.id)) for cell in cells if not cell.not_applicable]
+    failed = {(cell.row, label): f"{cell.row} on {cell.column} (seed {cell.seed}): {reason}"
+              for cell, reason in failures if reason for _, label in table_columns(cell)}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
-    return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells))
+    return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells), failed)
 
 
 def dataset_notes(cells: list[Cell]) -> list[str]:
@@ -131,20 +137,23 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
              "Paper: the published number of the column named in brackets.", ""]
     header = [*printed.index.names, *printed.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    footnotes: list[str] = []  # one per (row, column), shared by a dataset's test-set columns
+    # One footnote per (row, column), shared by a dataset's test-set columns, numbered across both kinds.
+    notes = {"n/a": report.not_applicable, "failed": report.failed}
+    footnotes: list[tuple[str, str]] = []
     for key, row in printed.iterrows():
         keys = list(key) if isinstance(key, tuple) else [key]
         fields = []
         for column, text in row.items():
-            if text == "n/a":
-                note = report.not_applicable[(keys[0], column)] + "."
+            if text in notes:
+                note = (text, notes[text][(keys[0], column)] + ".")
                 if note not in footnotes:
                     footnotes.append(note)
-                text = f"n/a [{footnotes.index(note) + 1}]"
+                text = f"{text} [{footnotes.index(note) + 1}]"
             fields.append(text)
         lines.append("| " + " | ".join([*keys, *fields]) + " |")
-    if footnotes:
-        lines += ["", "Not applicable:"] + [f"{i}. {note}" for i, note in enumerate(footnotes, start=1)]
+    for kind, heading in (("n/a", "Not applicable:"), ("failed", "Failed (`--retry-failed` runs them again):")):
+        if any(k == kind for k, _ in footnotes):
+            lines += ["", heading] + [f"{i}. {note}" for i, (k, note) in enumerate(footnotes, start=1) if k == kind]
     lines += ["", "Datasets:", *report.dataset_notes]
     if report.missing:
         lines += ["", f"{report.missing} cell(s) have not finished; their fields are empty."]

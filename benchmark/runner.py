@@ -1,16 +1,23 @@
-"""Running a table: resolve its cells, skip those already in the store, run the rest one by one with
-progress and an ETA, store each as it finishes."""
+"""Running a table: resolve its cells, skip those already in the store, run the rest through a
+launcher (here one by one with progress and an ETA, on this machine's GPUs, or on SLURM), store each
+as it finishes or fails."""
 
 from __future__ import annotations
 
 import math
 import time
 import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from benchmark.cell import run_cell
-from benchmark.spec import Cell
+import submitit
+
+from benchmark.cell import environment, run_cell
+from benchmark.launchers import LaunchOptions, Record, run_on_gpus, run_on_slurm
+from benchmark.registry import ConfigError
+from benchmark.spec import Cell, Resources
 from benchmark.store import ResultStore
 from datamodules import DATASETS
 from datamodules.base import MissingDataError
@@ -103,23 +110,59 @@ def summary(result: dict) -> str:
     return "PSNR " + ", ".join(f"{name} {test['psnr_mean']:.2f}" for name, test in tests.items()) + " dB"
 
 
-def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator: str = "auto",
-              data_dir: Path = Path("data"), echo: Callable[[str], None] = print) -> list[str]:
-    """Run every cell not yet in the store; returns the ids of cells that failed (the others are stored).
+FAILURE_LINES = 25  # lines of the traceback a failed record keeps (the last ones)
 
-    A failing cell is reported with its error and the remaining cells still run; an interrupt stops
-    at once, leaving every finished cell in the store.
-    """
-    applicable = [cell for cell in cells if not cell.not_applicable]
-    todo = [cell for cell in applicable if not store.has(cell.id)]
-    echo(f"{len(cells)} cells: {len(cells) - len(applicable)} not applicable, "
-         f"{len(applicable) - len(todo)} already in {store.root}, {len(todo)} to run")
-    failed: list[str] = []
-    for dataset, problem in missing_data(todo, data_dir).items():
-        skipped = [cell for cell in todo if cell.dataset == dataset]
-        echo(f"skipping the {len(skipped)} cell(s) of {problem}")
-        failed += [cell.id for cell in skipped]
-        todo = [cell for cell in todo if cell.dataset != dataset]
+
+def failure_record(cell: Cell, error: BaseException) -> Record:
+    """What the store keeps of a cell that raised: its identity and config, the reason in one line (the
+    error's last line, which for an error in a DDP process is the original error) and the traceback's tail."""
+    lines = [line for line in "".join(traceback.format_exception_only(type(error), error)).splitlines() if line.strip()]
+    return {
+        "id": cell.id, "table": cell.table, "preset": cell.preset, "status": "failed",
+        "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "config": cell.config,
+        "error": lines[-1].strip()[:500],
+        "traceback": "\n".join("".join(traceback.format_exception(error)).splitlines()[-FAILURE_LINES:]),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **environment(),
+    }
+
+
+@dataclass(frozen=True)
+class CellJob(submitit.helpers.Checkpointable):
+    """One cell, run and stored: its result, or, if it raises (NaN loss, out of memory, bad data), a
+    failed record with the reason. Every launcher runs this, here or pickled into a submitit job; a
+    submitit job that reaches its time limit is requeued and the cell resumes from its checkpoint."""
+
+    store: ResultStore
+    work_dir: Path
+    accelerator: str = "auto"
+    data_dir: Path = Path("data")
+    resources: Resources = Resources()
+    strategy: str = "ddp_spawn"
+
+    def __call__(self, cell: Cell) -> Record | None:
+        """The record stored for the cell; None in a DDP process other than rank 0, which stores nothing."""
+        try:
+            record = run_cell(cell, self.work_dir, self.accelerator, self.data_dir, self.resources, self.strategy)
+        except Exception as error:  # a broken cell must not cost the others
+            record = failure_record(cell, error)
+        if record is not None:
+            self.store.write(record)
+        return record
+
+
+def outcome_line(cell: Cell, record: Record | None, note: str) -> str:
+    """How a cell ended, in a line (a failure adds its traceback's tail)."""
+    if record is None:
+        return f"INTERRUPTED {cell.id}: {note}; run again to resume it from its checkpoint"
+    if record["status"] == "failed":
+        return f"FAILED {cell.id}: {record['error']}\n{record['traceback']}"
+    resumed = record.get("training", {}).get("resumed_from_step")
+    return (f"{cell.dataset} x {cell.method}: {summary(record)} in {format_duration(record['timings']['total_s'])}"
+            + (f" (resumed from its checkpoint at step {resumed})" if resumed else ""))
+
+
+def run_here(todo: list[Cell], job: CellJob, echo: Callable[[str], None]) -> None:
+    """The local launcher: run the cells one by one in this process, with an ETA before each."""
     # Measured / estimated seconds so far, per kind (trained or classical), to rescale the estimates.
     spent = {True: 0.0, False: 0.0}
     estimated = {True: 0.0, False: 0.0}
@@ -129,16 +172,50 @@ def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator
         echo(f"[cell {index}/{len(todo)}] {cell.dataset} x {cell.method} (seed {cell.seed}, {cell.preset}) "
              f"- ETA for the rest {format_duration(eta)}")
         started = time.perf_counter()
-        try:
-            result = run_cell(cell, work_dir, accelerator, data_dir)
-        except Exception as error:  # a broken cell must not cost the others
-            failed.append(cell.id)
-            echo(f"[cell {index}/{len(todo)}] FAILED {cell.id}: {type(error).__name__}: {error}")
-            echo(traceback.format_exc(limit=-3))
-        else:
-            store.write(result)
-            echo(f"[cell {index}/{len(todo)}] {cell.dataset} x {cell.method}: {summary(result)} "
-                 f"in {format_duration(result['timings']['total_s'])}")
+        echo(f"[cell {index}/{len(todo)}] {outcome_line(cell, job(cell), '')}")
         spent[cell.trainable] += time.perf_counter() - started
         estimated[cell.trainable] += estimated_seconds(cell)
-    return failed
+
+
+def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator: str = "auto",
+              data_dir: Path = Path("data"), echo: Callable[[str], None] = print, resources: Resources = Resources(),
+              launch: LaunchOptions = LaunchOptions(), retry_failed: bool = False) -> list[str]:
+    """Run every cell not yet in the store (and those stored as failed, with `retry_failed`) through
+    the launcher; returns the ids of the applicable cells without a result at the end.
+
+    A cell that raises is stored as failed with its reason and the others still run; a cell whose
+    process dies (killed, preempted) stores nothing and resumes from its checkpoint on the next run; an
+    interrupt stops at once, leaving every finished cell in the store.
+    """
+    if resources.nodes > 1 and launch.launcher != "slurm":
+        raise ConfigError(f"{resources.nodes} nodes per cell need --launcher slurm; "
+                          f"the {launch.launcher} launcher runs on this machine only")
+    applicable = [cell for cell in cells if not cell.not_applicable]
+    for cell in applicable:
+        if cell.trainable:
+            resources.per_device_batch(cell.config["train"]["batch_size"])
+    todo = [cell for cell in applicable if not store.has(cell.id, retry_failed)]
+    failed_before = 0 if retry_failed else sum(store.failure(cell.id) is not None for cell in applicable)
+    echo(f"{len(cells)} cells: {len(cells) - len(applicable)} not applicable, "
+         f"{len(applicable) - len(todo)} already in {store.root}"
+         + (f" ({failed_before} of them failed; --retry-failed runs them again)" if failed_before else "")
+         + f", {len(todo)} to run")
+    for dataset, problem in missing_data(todo, data_dir).items():
+        skipped = [cell for cell in todo if cell.dataset == dataset]
+        echo(f"skipping the {len(skipped)} cell(s) of {problem}")
+        todo = [cell for cell in todo if cell.dataset != dataset]
+    job = CellJob(store, work_dir, accelerator, data_dir, resources, "ddp" if launch.launcher == "slurm" else "ddp_spawn")
+    finished = 0
+
+    def progress(cell: Cell, record: Record | None, note: str) -> None:
+        nonlocal finished
+        finished += 1
+        echo(f"[{finished}/{len(todo)} ended] {outcome_line(cell, record, note)}")
+
+    if launch.launcher == "local":
+        run_here(todo, job, echo)
+    elif todo and launch.launcher == "gpus":
+        run_on_gpus(todo, job, resources, launch, work_dir / "submitit", progress)
+    elif todo:
+        run_on_slurm(todo, job, resources, accelerator != "cpu", launch, work_dir / "submitit", progress, echo)
+    return [cell.id for cell in applicable if store.load(cell.id) is None]

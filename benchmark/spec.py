@@ -23,7 +23,8 @@ from methods.unet import UNetConfig
 # Keyword arguments the runner sets itself; a spec's method / dataset sections may not.
 RUNNER_METHOD_ARGS = frozenset({"in_channels", "spatial_dims", "backbone", "seed", "gaussian_sigma",
                                 "lr", "lr_halving_steps"})
-PRESET_SECTIONS = frozenset({"seeds", "train", "backbone", "methods", "datasets", "evaluation", "batch_scale"})
+PRESET_SECTIONS = frozenset({"seeds", "train", "backbone", "methods", "datasets", "evaluation", "speed",
+                             "batch_scale", "resources"})
 RUNNER_DATA_ARGS = frozenset({"data_dir", "train_keys", "batch_size", "patch_size", "train_samples", "seed",
                               "num_workers"})
 
@@ -50,6 +51,43 @@ class EvaluationConfig:
 
     d_f: bool = False
     test_every: int | None = None
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """Ways to train faster that leave the maths alone: channels_last memory format for the network's
+    weights and inputs, and torch.compile of the network (true: the default backend, inductor; or a
+    backend's name); bf16 is `train.precision: bf16-mixed`."""
+
+    channels_last: bool = False
+    compile: bool | str = False
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each trained cell runs on: `devices` per node and `nodes`. More than one device in all trains
+    it with DDP, every device on an equal share of the batch, so the cell (and its id) stays the same
+    experiment; testing always runs on one device. A run's setting, not part of any cell's config."""
+
+    devices: int = 1
+    nodes: int = 1
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.devices, int) and isinstance(self.nodes, int) and self.devices >= 1 and self.nodes >= 1):
+            raise ConfigError(f"devices and nodes must be whole numbers of at least 1, got devices={self.devices!r}, "
+                              f"nodes={self.nodes!r}")
+
+    @property
+    def world_size(self) -> int:
+        """Training processes of a cell: devices x nodes."""
+        return self.devices * self.nodes
+
+    def per_device_batch(self, batch_size: int) -> int:
+        """The batch each device trains on; a ConfigError unless the devices split the batch evenly."""
+        if batch_size % self.world_size:
+            raise ConfigError(f"a batch of {batch_size} does not split over {self.world_size} devices; "
+                              "choose devices x nodes that divides it")
+        return batch_size // self.world_size
 
 
 @dataclass(frozen=True)
@@ -85,6 +123,10 @@ class Cell:
     @property
     def trainable(self) -> bool:
         return "train" in self.config
+
+    @property
+    def speed(self) -> SpeedConfig:
+        return SpeedConfig(**self.config.get("speed", {}))
 
     @property
     def evaluation(self) -> EvaluationConfig:
@@ -176,10 +218,29 @@ class TableSpec:
         """The registered methods of the rows, each once, in order."""
         return list(dict.fromkeys(row.method for row in self.rows))
 
+    def with_added_rows(self, methods: list[str] | None) -> tuple["TableSpec", list[str] | None]:
+        """Read a --methods selection, where '+name' adds a row for any registered method (a plugin's)
+        that is not a row yet: this table with those rows added, and the rows to run (the named ones
+        and the added; None, every row, when only additions are named)."""
+        added = [name[1:] for name in methods or [] if name.startswith("+")]
+        chosen = [name for name in methods or [] if not name.startswith("+")]
+        for name in added:
+            METHODS.get(name)
+        labels = {row.label for row in self.rows}
+        rows = [*self.rows, *(Row(name, name) for name in dict.fromkeys(added) if name not in labels)]
+        return replace(self, rows=rows), [*chosen, *added] if chosen else None
+
     def preset(self, name: str) -> dict[str, Any]:
         if name not in self.presets:
             raise UnknownNameError(f"unknown preset {name!r} for {self.name}; valid presets: {', '.join(self.presets)}")
         return self.presets[name]
+
+    def resources(self, preset: str, devices: int | None = None, nodes: int | None = None) -> Resources:
+        """The devices and nodes each trained cell gets under `preset` (its `resources` section), with
+        the given values (the command line's) taking precedence."""
+        given = {key: value for key, value in {"devices": devices, "nodes": nodes}.items() if value is not None}
+        return _build(Resources, {**(self.preset(preset).get("resources") or {}), **given},
+                      f"preset {preset!r}, resources")
 
     def columns(self, preset: str) -> dict[str, dict[str, Any]]:
         """Column label -> its settings (with `name`, the registered dataset), in order, under `preset`."""
@@ -196,16 +257,18 @@ class TableSpec:
         return list(self.columns(preset))
 
     def cells(self, preset: str, methods: list[str] | None = None, datasets: list[str] | None = None,
-              seeds: list[int] | None = None, evaluation: dict[str, Any] | None = None) -> list[Cell]:
+              seeds: list[int] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
         """The cells of this table under `preset`, optionally restricted to some methods (names or row
-        labels), columns and seeds; `evaluation` adds measurements to every trained cell."""
+        labels), columns and seeds; `overrides` ({"train" | "evaluation" | "speed": {...}}, e.g. from
+        the command line) is laid over every trained cell's sections."""
         settings = self.preset(preset)
         columns = self.columns(preset)
         labels = [row.label for row in self.rows]
         for name in methods or []:
             if name not in labels and name not in self.methods:
                 METHODS.get(name)
-                raise ConfigError(f"method {name!r} is not in {self.name}; its rows: {', '.join(labels)}")
+                raise ConfigError(f"method {name!r} is not in {self.name}; its rows: {', '.join(labels)}; "
+                                  f"add it as a row with --methods +{name}")
         for name in datasets or []:
             if name not in columns:
                 DATASETS.get(name)
@@ -216,7 +279,7 @@ class TableSpec:
         for column in datasets or columns:
             for row in rows:
                 for seed in seeds or settings.get("seeds", [0]):
-                    config = resolve_config(settings, columns[column], row, seed, preset, evaluation)
+                    config = resolve_config(settings, columns[column], row, seed, preset, overrides)
                     data = DATASETS.get(config["dataset"]["name"])(
                         **{k: v for k, v in config["dataset"].items() if k != "name"})
                     cells.append(Cell(self.name, preset, config, METHODS.get(row.method).not_applicable_to(data),
@@ -225,9 +288,11 @@ class TableSpec:
 
 
 def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, seed: int, preset: str,
-                   evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+                   overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The full config of one cell: dataset and method keyword arguments with their defaults, and,
-    for a trainable method, the training run, backbone and (when asked) extra evaluation."""
+    for a trainable method, the training run, backbone and (when asked) extra evaluation and speed
+    options; `overrides` comes last."""
+    overrides = overrides or {}
     dataset, method = column["name"], row.method
     dataset_cls, method_cls = DATASETS.get(dataset), METHODS.get(method)
     where = f"preset {preset!r}"
@@ -247,15 +312,18 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; valid sections: {', '.join(sorted(PRESET_SECTIONS))}")
     if method_cls.trainable:
-        train = _build(TrainConfig, _merge(settings.get("train"), column.get("train"), row.train), f"{where}, train")
+        train = _build(TrainConfig, _merge(settings.get("train"), column.get("train"), row.train, overrides.get("train")),
+                       f"{where}, train")
         if "batch_scale" in settings:  # one factor for every row's batch (Figure 3 on a CPU)
             train = replace(train, batch_size=max(1, round(train.batch_size * settings["batch_scale"])))
         config["train"] = asdict(train)
         config["backbone"] = asdict(_build(UNetConfig, _merge(settings.get("backbone"), column.get("backbone")),
                                            f"{where}, backbone"))
-        extra = _merge(settings.get("evaluation"), row.evaluation, evaluation)
-        if extra:  # only present when asked for, so plain cells keep their ids
-            config["evaluation"] = asdict(_build(EvaluationConfig, extra, f"{where}, evaluation"))
+        # Optional sections are only present when asked for, so plain cells keep their ids.
+        for section, cls, layers in (("evaluation", EvaluationConfig, (row.evaluation,)), ("speed", SpeedConfig, ())):
+            values = _merge(settings.get(section), *layers, overrides.get(section))
+            if values:
+                config[section] = asdict(_build(cls, values, f"{where}, {section}"))
     return config
 
 

@@ -19,7 +19,8 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch import distributed
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from benchmark.registry import ConfigError
 from datamodules.evaluation import PSNRProtocol
@@ -187,9 +188,18 @@ class DenoisingDataModule(pl.LightningDataModule):
         return self._splits
 
     def train_dataloader(self) -> DataLoader:
+        """Training patches in a fixed order. Under DDP each process takes every world-size-th patch, so
+        the processes' batches of a step together hold the patches one process would train on. A run
+        resumed after step s starts with the patches of step s + 1 (the order is rotated and keeps its
+        length, so the run ends where an uninterrupted one would, having seen the same patches)."""
         arrays = self.splits["train"].arrays(self.train_keys, f"the {self.name} training split")
-        dataset = PatchDataset(arrays, self.patch, self.train_samples, self.seed)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, drop_last=True,
+        dataset: Dataset = PatchDataset(arrays, self.patch, self.train_samples, self.seed)
+        processes = distributed.get_world_size() if distributed.is_available() and distributed.is_initialized() else 1
+        done = self.trainer.global_step * self.batch_size * processes if self.trainer is not None else 0
+        if done:
+            dataset = Subset(dataset, [*range(done, self.train_samples), *range(done)])
+        sampler = DistributedSampler(dataset, shuffle=False, drop_last=True) if processes > 1 else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False, drop_last=True,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def eval_dataloader(self, split: str) -> DataLoader:

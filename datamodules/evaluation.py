@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sized
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from tqdm.auto import tqdm
@@ -49,23 +50,28 @@ class PSNRProtocol:
         scaled = (image.detach().double().cpu() / self.data_range).clamp(0, 1) * 255
         return scaled.round().to(torch.uint8).numpy()
 
-    def sample_strip(self, noisy: Tensor, estimate: Tensor, clean: Tensor) -> np.ndarray:
-        """noisy | T(estimate) | clean side by side as one uint8 (H, 3W) or (H, 3W, 3) picture;
-        3-D volumes show their middle slice."""
-        shown = self.transform(estimate[None])[0]
+    def sample_panels(self, noisy: Tensor, estimate: Tensor, clean: Tensor, transform: bool = True) -> list[np.ndarray]:
+        """[noisy, T(estimate), clean] as uint8 (H, W) or (H, W, 3) pictures (the estimate as it is when
+        not `transform`); 3-D volumes show their middle slice."""
+        shown = self.transform(estimate[None])[0] if transform else estimate
         panels = [self.to_uint8(x) for x in (noisy, shown, clean)]
         if panels[0].ndim == 4:
             panels = [p[:, p.shape[1] // 2] for p in panels]
-        strip = np.concatenate(panels, axis=-1)
-        return strip[0] if strip.shape[0] == 1 else strip.transpose(1, 2, 0)
+        return [p[0] if p.shape[0] == 1 else p.transpose(1, 2, 0) for p in panels]
+
+    def sample_strip(self, noisy: Tensor, estimate: Tensor, clean: Tensor) -> np.ndarray:
+        """noisy | T(estimate) | clean side by side as one uint8 (H, 3W) or (H, 3W, 3) picture."""
+        return np.concatenate(self.sample_panels(noisy, estimate, clean), axis=1)
 
 
 @dataclass
 class Evaluation:
-    """Per-image PSNR of one denoiser on one split, in the loader's order."""
+    """Per-image PSNR of one denoiser on one split, in the loader's order; `samples`: id -> the
+    sample_panels of the first images, where asked."""
 
     ids: list[str]
     psnr: list[float]
+    samples: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -74,12 +80,29 @@ class Evaluation:
 
 
 def evaluate(denoise: Callable[[Tensor], Tensor], loader: Iterable[dict], protocol: PSNRProtocol,
-             description: str = "test", transform: bool = True) -> Evaluation:
-    """Denoise every image of the loader once and score it by the protocol (one process, one device)."""
+             description: str = "test", transform: bool = True, workers: int = 1, keep: int = 0) -> Evaluation:
+    """Denoise every image of the loader once and score it by the protocol; keep the sample panels of
+    the first `keep` images.
+
+    workers: 1 denoises in this process (a network on its one device); n > 1 (or -1: every core)
+    farms the batches out to that many joblib worker processes, for CPU-bound classical methods.
+    """
+    def denoised() -> Iterator[tuple[dict, Tensor]]:
+        if workers == 1:
+            for batch in loader:
+                yield batch, denoise(batch["noisy"])
+        else:
+            batches = list(loader)
+            yield from zip(batches, Parallel(n_jobs=workers, return_as="generator")(
+                delayed(denoise)(batch["noisy"]) for batch in batches))
+
     ids: list[str] = []
     scores: list[float] = []
-    for batch in tqdm(loader, desc=description, leave=False, unit="batch"):
-        estimate = denoise(batch["noisy"])
+    samples: dict[str, list[np.ndarray]] = {}
+    total = len(loader) if isinstance(loader, Sized) else None
+    for batch, estimate in tqdm(denoised(), total=total, desc=description, leave=False, unit="batch"):
         ids.extend(batch["id"])
         scores.extend(protocol.psnr(estimate, batch["clean"], transform).tolist())
-    return Evaluation(ids, scores)
+        for i, image_id in enumerate(batch["id"][:max(0, keep - len(samples))]):
+            samples[image_id] = protocol.sample_panels(batch["noisy"][i], estimate[i], batch["clean"][i], transform)
+    return Evaluation(ids, scores, samples)

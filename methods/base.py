@@ -39,6 +39,8 @@ class MethodTraits:
     # True to score the output as it is, without the protocol's prediction transform (min-max
     # rescaling): the paper scores its Input row on the raw noisy image.
     scored_as_is: ClassVar[bool] = False
+    # True for methods that denoise image by image on one CPU core: evaluation spreads images over cores.
+    parallel_images: ClassVar[bool] = False
 
     @classmethod
     def not_applicable_to(cls, dataset: Any) -> str | None:
@@ -55,6 +57,8 @@ class MethodTraits:
 
 class ClassicalDenoiser(MethodTraits, ABC):
     """A method without training: `denoise_image` maps one (C, *S) float64 array to its estimate."""
+
+    parallel_images: ClassVar[bool] = True
 
     def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
         """Apply `denoise_image` to each image of a (B, C, *S) batch; same shape, dtype and device
@@ -88,12 +92,25 @@ class TrainableDenoiser(MethodTraits, pl.LightningModule):
                  seed: int = 0, lr: float = 4e-4, lr_halving_steps: int = 5000) -> None:
         super().__init__()
         self.net = self.build_network(in_channels, spatial_dims, backbone)
+        self.spatial_dims = spatial_dims
         self.backbone = backbone
         self.size_multiple = backbone.size_multiple
         self.seed = seed
         self.lr = lr
         self.lr_halving_steps = lr_halving_steps
+        self.memory_format = torch.contiguous_format
         self._generator: torch.Generator | None = None
+
+    def accelerate(self, channels_last: bool = False, compile: bool | str = False) -> None:
+        """Speed options that leave the maths alone: keep the network's weights and inputs in
+        channels_last (channels_last_3d for volumes) memory format; compile the network in place with
+        torch.compile's default backend (True) or the one named (nn.Module.compile, so parameter names
+        and checkpoints stay the same)."""
+        if channels_last:
+            self.memory_format = torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
+            self.net.to(memory_format=self.memory_format)
+        if compile:
+            self.net.compile(**({} if compile is True else {"backend": compile}))
 
     def build_network(self, in_channels: int, spatial_dims: int, backbone: UNetConfig) -> torch.nn.Module:
         """The shared U-Net mapping C channels to C channels."""
@@ -106,7 +123,7 @@ class TrainableDenoiser(MethodTraits, pl.LightningModule):
     # --- inference -------------------------------------------------------------------------------
     def forward(self, z: Tensor) -> Tensor:
         """Network output for a standardised input whose spatial size suits the backbone."""
-        return self.net(z)
+        return self.net(z.contiguous(memory_format=self.memory_format))
 
     def padded_forward(self, z: Tensor) -> Tensor:
         """forward on an input of any size: reflect-pad the end of each spatial axis to the backbone's

@@ -23,6 +23,7 @@ class Input(ClassicalDenoiser):
     (no min-max rescaling, as the paper's Input row: on ImageNet-like noise that is 9.8 dB, not 12.9)."""
 
     scored_as_is = True
+    parallel_images = False  # a copy costs less than sending the image to another process
 
     def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
         return noisy.clone()
@@ -62,6 +63,9 @@ class BM3D(ClassicalDenoiser):
     """
 
     supports_3d = False
+    # The bm3d library already runs on every core (process time 2x wall time on 2 cores): more
+    # processes would only compete for them.
+    parallel_images = False
 
     def denoise_image(self, image: np.ndarray) -> np.ndarray:
         if image.ndim != 3 or image.shape[0] not in (1, 3):

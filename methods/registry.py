@@ -6,3 +6,5 @@ from benchmark.registry import Registry
 
 METHODS: Registry[type] = Registry("method")
 register_method = METHODS.register
+# The packaging entry-point group through which installed packages add methods (see README, "Add a method").
+PLUGIN_GROUP = "noise2same_bench.methods"

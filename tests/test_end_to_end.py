@@ -68,15 +68,25 @@ def test_same_seed_gives_the_same_psnr(tmp_path):
 def test_wandb_offline_run_holds_metrics_and_non_blank_samples(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "staging"))  # where an offline run stages its tables' media
     cell = TableSpec.load("table3").cells("smoke", methods=["noise2same"], datasets=["hanzi"])[0]
-    run_cell(cell, tmp_path)
+    result = run_cell(cell, tmp_path)
     runs = list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     record = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for key in (b"train/rec", b"train/inv", b"val/psnr", b"test/psnr", cell.id.encode()):
-        assert key in record
-    images = list(runs[0].glob("files/media/images/val/*.png"))
-    assert images and all(np.asarray(Image.open(p)).std() > 1 for p in images)
+    for key in (b"train/rec", b"train/inv", b"val/psnr", b'{"max":', b"test/psnr", cell.id.encode()):
+        assert key in record  # loss terms and val PSNR as curves, the best val PSNR and test PSNR in the summary
+    images = list(runs[0].glob("files/media/images/*/*.png"))
+    assert {p.parent.name for p in images} == {"val", "test"}  # samples at validation and at test
+    assert all(np.asarray(Image.open(p)).std() > 1 for p in images)
+    # The per-image test table: one row per test image, the three images for the first few.
+    (table,) = runs[0].glob("files/media/table/test/images_*.table.json")
+    content = json.loads(table.read_text())
+    assert content["columns"] == ["test set", "id", "psnr", "noisy", "denoised", "clean"]
+    assert [(row[1], row[2]) for row in content["data"]] == list(result["tests"]["test"]["psnr"].items())
+    assert all(row[3:] == ["Image"] * 3 for row in content["data"][:3]) and content["data"][3][3:] == [None] * 3
+    staged = [p for p in (tmp_path / "staging").rglob("*") if p.is_file() and p.read_bytes()[:4] == b"\x89PNG"]
+    assert len(staged) == 9 and all(np.asarray(Image.open(p)).std() > 1 for p in staged)
 
 
 def test_killed_table_resumes_without_touching_finished_cells(tmp_path):

@@ -48,3 +48,29 @@ def test_scoring_as_is_skips_the_prediction_transform():
     assert protocol.psnr(noisy, clean).item() > 100  # exact up to rounding
     raw = protocol.psnr(noisy, clean, transform=False)
     assert raw.item() == pytest.approx(10 * np.log10(1 / (0.08 / 4)))
+
+
+class RecordingNLM:
+    """nlm that notes the process each batch ran in (picklable: joblib sends it to its workers)."""
+
+    def __init__(self, folder):
+        from methods.classical import NonLocalMeans
+        self.folder, self.nlm = folder, NonLocalMeans()
+
+    def __call__(self, noisy):
+        import os
+        (self.folder / f"{os.getpid()}-{noisy.sum().item():.6f}").touch()
+        return self.nlm.denoise(noisy)
+
+
+def test_parallel_evaluation_scores_the_same_in_other_processes(tmp_path):
+    import os
+    rng = np.random.default_rng(0)
+    clean = torch.from_numpy(rng.uniform(0, 1, (6, 1, 24, 24)))
+    noisy = clean + 0.1 * torch.from_numpy(rng.normal(size=clean.shape))
+    loader = [{"noisy": noisy[i:i + 1], "clean": clean[i:i + 1], "id": [str(i)]} for i in range(6)]
+    serial = evaluate(RecordingNLM(tmp_path), loader, PSNRProtocol(1.0))
+    parallel = evaluate(RecordingNLM(tmp_path), loader, PSNRProtocol(1.0), workers=2)
+    assert parallel.ids == serial.ids and parallel.psnr == serial.psnr
+    pids = {int(path.name.split("-")[0]) for path in tmp_path.iterdir()}
+    assert os.getpid() in pids and len(pids - {os.getpid()}) >= 1  # batches went to worker processes

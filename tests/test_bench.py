@@ -1,0 +1,69 @@
+"""make bench on a tiny configuration: every section is measured and written; the speed options give
+the same losses as float32."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmark.bench import BenchConfig, build_trainable, lightning_steps, parse_option, run_bench, training_batches
+from benchmark.cli import main
+from methods import METHODS
+
+QUICK = BenchConfig.quick()
+
+
+def losses(option: str, name: str = "noise2same", dims: int = 2) -> list[float]:
+    speed, precision = parse_option(option)
+    shape = (16, 16) if dims == 2 else (4, 16, 16)
+    batches = training_batches(METHODS.get(name), 1, shape, 2, 4)
+    return lightning_steps(build_trainable(name, QUICK, dims, **speed), batches, torch.device("cpu"), precision)[1]
+
+
+@pytest.mark.parametrize("option, dims", [("channels_last", 2), ("channels_last", 3), ("compile:aot_eager", 2)])
+def test_layout_and_compile_leave_the_losses_alone(option, dims):
+    assert losses(option, dims=dims) == pytest.approx(losses("float32", dims=dims), rel=1e-4, abs=1e-6)
+
+
+def test_bf16_follows_float32_to_its_precision():
+    reference, bf16 = losses("float32"), losses("bf16-mixed")
+    assert bf16 != reference  # it did run in bf16
+    assert bf16 == pytest.approx(reference, rel=3e-2)
+
+
+def test_unknown_option_names_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: float32, bf16-mixed, channels_last, compile"):
+        parse_option("fp8")
+
+
+def test_speed_options_reach_the_cell_config_from_the_command_line(tmp_path, capsys):
+    argv = ["run", "table3", "--preset", "smoke", "--methods", "noise2same", "--datasets", "natural-gray",
+            "--results", str(tmp_path), "--dry-run"]
+    main(argv)
+    plain = capsys.readouterr().out
+    main([*argv, "--channels-last", "--compile", "aot_eager", "--precision", "bf16-mixed"])
+    fast = capsys.readouterr().out
+    assert "speed" not in plain and "precision=32-true" in plain
+    assert "precision=bf16-mixed" in fast and plain.split(":")[0] != fast.split(":")[0]  # a new cell id
+
+
+def test_quick_bench_writes_every_section(tmp_path):
+    figures = run_bench(QUICK, torch.device("cpu"), tmp_path, echo=lambda line: None)
+    stored = json.loads((tmp_path / "bench.json").read_text())
+    assert stored["training"] == json.loads(json.dumps(figures["training"]))
+    rows = {(row["method"], row["dims"]): row for row in figures["training"]}
+    assert set(rows) == {("noise2void", 2), ("noise2same", 2), ("noise2void", 3), ("noise2same", 3)}
+    for row in rows.values():
+        assert row["steps_per_s"]["median"] > 0 and row["lightning_over_bare"]["median"] > 0
+        assert row["steps_per_s"]["low"] <= row["steps_per_s"]["median"] <= row["steps_per_s"]["high"]
+    assert [row["option"] for row in figures["options"]] == list(QUICK.options)
+    assert figures["options"][2]["max_loss_difference"] < 1e-4  # channels_last
+    tiled, whole = figures["inference"][-2:]
+    assert tiled["voxels_per_s"]["median"] > 0 and whole["peak_memory_mb"] is not None
+    assert figures["classical"][0]["method"] == "nlm" and figures["classical"][0]["test_images"] > 1
+    report = (tmp_path / "bench.md").read_text()
+    for heading in ("## Training", "## Speed options", "## Inference", "## Classical methods"):
+        assert heading in report
+    assert "| noise2same | 3-D | 1 |" in report

@@ -19,16 +19,13 @@ from datamodules.safe_npy import NpyError, load_npy
 from methods import METHODS
 from methods.unet import UNetConfig
 from tests.data_fixtures import bsd68 as fixture
+from tests.data_fixtures import one_line_naming
 
 
 @pytest.fixture
 def data_dir(tmp_path):
     fixture.write(tmp_path)
     return tmp_path
-
-
-def one_line_naming(error: pytest.ExceptionInfo, path) -> None:
-    assert "\n" not in str(error.value) and str(path) in str(error.value)
 
 
 def test_class_facts():

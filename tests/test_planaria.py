@@ -15,16 +15,13 @@ from datamodules.evaluation import evaluate
 from datamodules.planaria import TEST_DIR, TRAIN_FILE, NormMinMSEProtocol, Planaria, percentile_normalize
 from methods import METHODS
 from tests.data_fixtures import planaria as fixture
+from tests.data_fixtures import one_line_naming
 
 
 @pytest.fixture
 def data_dir(tmp_path):
     fixture.write(tmp_path)
     return tmp_path
-
-
-def one_line_naming(error: pytest.ExceptionInfo, path) -> None:
-    assert "\n" not in str(error.value) and str(path) in str(error.value)
 
 
 def test_class_facts():

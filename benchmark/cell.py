@@ -72,7 +72,8 @@ def build_datamodule(cell: Cell, data_dir: Path, train_keys: frozenset[str] = fr
     train = TrainConfig(**cell.config["train"])
     patch = train.patch_size if isinstance(train.patch_size, int) else tuple(train.patch_size)
     return dataset_cls(**kwargs, data_dir=data_dir, train_keys=train_keys,
-                       batch_size=resources.per_device_batch(train.batch_size), patch_size=patch, train_samples=train.steps * train.batch_size, seed=cell.seed)
+                       batch_size=resources.per_device_batch(train.batch_size), patch_size=patch,
+                       train_samples=train.steps * train.batch_size, seed=cell.seed)
 
 
 def build_method(cell: Cell, datamodule: Any) -> Any:

@@ -7,14 +7,18 @@ PRESET ?= cpu
 RESULTS ?= results
 DATA_DIR ?= data
 TABLE ?= table3
-RUN = $(PY) -m benchmark run --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) $(if $(METHODS),--methods $(METHODS))
+SLURM_DIR ?= /tmp/noise2same-slurm
+# SEEDS=3 runs seeds 0,1,2 of every cell (a list such as SEEDS=0,4 is passed as it is).
+SEED_LIST = $(if $(SEEDS),--seeds $(or $(shell seq -s, 0 $$(($(SEEDS) - 1)) 2>/dev/null),$(SEEDS)))
+RUN = $(PY) -m benchmark run --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) $(if $(METHODS),--methods $(METHODS)) $(SEED_LIST)
 
-.PHONY: help install test table3 table1 table2 figure3 figure4 data report bench clean
+.PHONY: help install test test-slurm table3 table1 table2 figure3 figure4 data report bench bench-volume clean
 
 help:  ## list the targets
-	@grep -E '^[a-z0-9]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=$(PRESET) (smoke | cpu | paper), RESULTS=$(RESULTS), DATA_DIR=$(DATA_DIR), TABLE=$(TABLE),"
-	@echo "             METHODS (rows to run; +NAME adds a row, e.g. METHODS=+neighbor2neighbor)"
+	@echo "             METHODS (rows to run; +NAME adds a row, e.g. METHODS=+neighbor2neighbor),"
+	@echo "             SEEDS (seeds per cell: SEEDS=3 runs seeds 0,1,2; default: the preset's)"
 
 $(STAMP): pyproject.toml examples/plugin/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +30,16 @@ $(STAMP): pyproject.toml examples/plugin/pyproject.toml
 
 install: $(STAMP)  ## create or update the virtual environment (.venv)
 
-test: $(STAMP)  ## run the test suite (wandb disabled)
-	WANDB_MODE=disabled $(PY) -m pytest -q
+test: $(STAMP)  ## lint (ruff), then run the test suite (wandb disabled)
+	$(PY) -m ruff check .
+	WANDB_MODE=disabled $(PY) -m pytest -q -m "not slurm"
+
+test-slurm: $(STAMP)  ## bring up a one-node SLURM cluster (root), run the slurm tests against it, bring it down
+	tests/slurm/cluster.sh up $(SLURM_DIR) || { tests/slurm/cluster.sh down $(SLURM_DIR); exit 1; }; \
+	export SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf; \
+	WANDB_MODE=disabled $(PY) -m pytest -q -m slurm tests/test_slurm.py; status=$$?; \
+	sacct -a -X -o JobID,JobName%16,State,Start,Elapsed,ExitCode; \
+	tests/slurm/cluster.sh down $(SLURM_DIR); exit $$status
 
 table3: $(STAMP)  ## Table 3, PSNR of every method (PRESET, default cpu): results/table3.{md,csv}
 	$(RUN) table3
@@ -48,10 +60,13 @@ data: $(STAMP)  ## show which datasets are present under DATA_DIR and what is mi
 	$(PY) -m benchmark data --data-dir $(DATA_DIR)
 
 report: $(STAMP)  ## rewrite TABLE's (default table3) report from the stored cells, running nothing
-	$(PY) -m benchmark report $(TABLE) --preset $(PRESET) --results $(RESULTS)
+	$(PY) -m benchmark report $(TABLE) --preset $(PRESET) --results $(RESULTS) $(SEED_LIST)
 
-bench: $(STAMP)  ## measure training/inference speed and memory of every method: results/bench.{md,json}
+bench: $(STAMP)  ## speed and memory of every method, also at the paper's widths (~1 h on 2 CPU cores): results/bench.{md,json}
 	$(PY) -m benchmark bench --results $(RESULTS)
+
+bench-volume: $(STAMP)  ## a volume through `denoise` with the paper's 3-D network: results/bench_volume.{md,json}
+	$(PY) -m benchmark.bench_volume --results $(RESULTS) $(BENCH_VOLUME_ARGS)
 
 clean:  ## remove the virtual environment and the run store (results/runs); keeps the written tables
 	rm -rf $(VENV) $(RESULTS)/runs

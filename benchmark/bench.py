@@ -7,6 +7,8 @@ same batches, because absolute speeds differ between machines and a shared machi
   (same batches, optimiser and schedule): what the framework costs;
 - `x one-pass`: the method's plain loop over a plain loop of one forward pass and an MSE on the same
   network: what the method's loss costs (Noise2Same's two passes, Laine's four orientations).
+The same ratio is measured at the widths a paper run trains (the official U-Net with batch norm, 32 and
+96 channels), and one Noise2Same step is profiled with torch.profiler.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from joblib import cpu_count
 from torch import Tensor
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
 from datamodules import DATASETS
@@ -43,7 +46,13 @@ from methods.unet import UNet, UNetConfig
 class BenchConfig:
     """What is measured: the network, the 2-D and 3-D training batches, the image and the volume for
     inference, the classical methods and speed options, and how many rounds of how many timed steps
-    (after `warmup` steps) each figure takes."""
+    (after `warmup` steps) each figure takes.
+
+    The wide rows: every trainable method's plain loop against the one-pass loop on the official U-Net
+    (depth 3, batch norm on) at each of `wide_channels`, batches of `wide_batch_2d` x `wide_patch_2d`^2
+    and `wide_batch_3d` x `wide_patch_3d`, `wide_warmup` + `wide_steps_2d` (`wide_steps_3d`) steps: they
+    are slow on a CPU, so they take fewer steps than the rows above. `profile_channels`: the width of the
+    profiled Noise2Same step (2-D, the wide batch)."""
 
     backbone: UNetConfig = UNetConfig(depth=3, base_channels=16, batch_norm=False)
     batch_2d: int = 8
@@ -62,6 +71,20 @@ class BenchConfig:
     options_method: str = "noise2same"
     options: tuple[str, ...] = ("float32", "bf16-mixed", "channels_last", "compile")
     methods: tuple[str, ...] | None = None  # trainable methods to measure; None: every registered one
+    wide_channels: tuple[int, ...] = (32, 96)
+    wide_batch_2d: int = 16
+    wide_patch_2d: int = 64
+    wide_batch_3d: int = 4
+    wide_patch_3d: tuple[int, int, int] = (16, 64, 64)
+    wide_warmup: int = 1
+    wide_steps_2d: int = 3
+    wide_steps_3d: int = 1
+    profile_channels: int = 96
+    profile_lines: int = 12
+
+    def wide(self, channels: int) -> "BenchConfig":
+        """This config on the official U-Net at `channels` first-level channels, batch norm on."""
+        return replace(self, backbone=UNetConfig(depth=3, base_channels=channels, batch_norm=True))
 
     @classmethod
     def quick(cls) -> "BenchConfig":
@@ -70,7 +93,8 @@ class BenchConfig:
                    batch_3d=1, patch_3d=(4, 16, 16), warmup=1, rounds=2, steps_per_round=2, image_2d=32,
                    volume=(8, 64, 64), tile_3d=(None, 40, 40), classical_size=48, classical_repeats=2,
                    classical_methods=("nlm",), options=("float32", "bf16-mixed", "channels_last", "compile:aot_eager"),
-                   methods=("noise2void", "noise2same"))
+                   methods=("noise2void", "noise2same"), wide_channels=(4,), wide_batch_2d=2, wide_patch_2d=16,
+                   wide_batch_3d=1, wide_patch_3d=(4, 16, 16), wide_steps_2d=2, profile_channels=4)
 
 
 @dataclass
@@ -215,24 +239,33 @@ def lightning_steps(method: TrainableDenoiser, batches: list[dict[str, Tensor]],
     return [b - a for a, b in zip(clock.times, clock.times[1:])], clock.losses
 
 
+class PlainLoop:
+    """A plain PyTorch training loop: batch to the device, loss, backward, Adam step, step-wise schedule."""
+
+    def __init__(self, loss: Callable[[dict[str, Tensor]], Tensor], parameters: Any, device: torch.device,
+                 lr: float = 4e-4) -> None:
+        self.loss, self.device = loss, device
+        self.optimizer = torch.optim.Adam(parameters, lr=lr)
+        self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=5000, gamma=0.5)
+
+    def step(self, batch: dict[str, Tensor]) -> float:
+        """One training step on `batch`; its seconds (device synchronised)."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        loss = self.loss({key: value.to(self.device, non_blocking=True) for key, value in batch.items()})
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        synchronize(self.device)
+        return time.perf_counter() - start
+
+
 def bare_steps(step: Callable[[dict[str, Tensor]], Tensor], parameters: Any, batches: list[dict[str, Tensor]],
                device: torch.device, lr: float = 4e-4) -> list[float]:
-    """A plain PyTorch loop: batch to the device, loss, backward, Adam step, step-wise schedule;
-    per-step seconds."""
-    optimizer = torch.optim.Adam(parameters, lr=lr)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5000, gamma=0.5)
-    times = []
-    for batch in batches:
-        synchronize(device)
-        start = time.perf_counter()
-        loss = step({key: value.to(device, non_blocking=True) for key, value in batch.items()})
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
+    """Per-step seconds of a `PlainLoop` over the batches."""
+    loop = PlainLoop(step, parameters, device, lr)
+    return [loop.step(batch) for batch in batches]
 
 
 def per_step(step_seconds: list[float], config: BenchConfig) -> float:
@@ -240,12 +273,18 @@ def per_step(step_seconds: list[float], config: BenchConfig) -> float:
     return statistics.fmean(step_seconds[config.warmup:])
 
 
-def one_pass_loop(config: BenchConfig, spatial_dims: int, batches: list[dict[str, Tensor]],
-                  device: torch.device) -> list[float]:
-    """Per-step seconds of the plainest training: one forward pass of the same U-Net and an MSE."""
+def one_pass(config: BenchConfig, spatial_dims: int, device: torch.device) -> PlainLoop:
+    """The plainest training: one forward pass of the bench's U-Net and an MSE."""
     torch.manual_seed(0)
     net = UNet(1, 1, spatial_dims, config.backbone).to(device)
-    return bare_steps(lambda batch: F.mse_loss(net(batch["noisy"]), batch["noisy"]), net.parameters(), batches, device)
+    return PlainLoop(lambda batch: F.mse_loss(net(batch["noisy"]), batch["noisy"]), net.parameters(), device)
+
+
+def one_pass_loop(config: BenchConfig, spatial_dims: int, batches: list[dict[str, Tensor]],
+                  device: torch.device) -> list[float]:
+    """Per-step seconds of the one-pass loop over the batches."""
+    loop = one_pass(config, spatial_dims, device)
+    return [loop.step(batch) for batch in batches]
 
 
 def train_row(name: str, config: BenchConfig, spatial_dims: int, batches: list[dict[str, Tensor]],
@@ -292,6 +331,58 @@ def training(config: BenchConfig, device: torch.device, echo: Callable[[str], No
                      f"Lightning/bare {rows[-1]['lightning_over_bare']['median']:.3f}, "
                      f"x one-pass {rows[-1]['over_one_pass']['median']:.2f}")
     return rows
+
+
+def wide_row(name: str, config: BenchConfig, spatial_dims: int, batches: list[dict[str, Tensor]],
+             device: torch.device) -> dict[str, Any]:
+    """One method's plain loop against the one-pass loop on `config`'s network: one step of each in turn on
+    the same batch (both see the same load of a shared machine); `x one-pass` over the timed step pairs."""
+    reference = one_pass(config, spatial_dims, device)
+    method = build_trainable(name, config, spatial_dims).to(device)
+    loop = PlainLoop(lambda batch: method.training_loss(batch)[0], method.parameters(), device, method.lr)
+    pairs = [(reference.step(batch), loop.step(batch)) for batch in batches][config.wide_warmup:]
+    step = Stat.of([seconds for _, seconds in pairs])
+    return {"method": name, "dims": spatial_dims, "channels": config.backbone.base_channels,
+            "batch": len(batches[0]["noisy"]), "shape": list(batches[0]["noisy"].shape[2:]), "step_s": asdict(step),
+            "one_pass_step_s": asdict(Stat.of([seconds for seconds, _ in pairs])), "steps_per_s": asdict(step.inverse()),
+            "over_one_pass": asdict(Stat.of([b / a for a, b in pairs]))}
+
+
+def training_wide(config: BenchConfig, device: torch.device, echo: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The wide rows: every trainable method at each of `wide_channels`, in 2-D and (where it takes volumes) 3-D."""
+    rows = []
+    settings = [(2, (config.wide_patch_2d,) * 2, config.wide_batch_2d, config.wide_steps_2d),
+                (3, config.wide_patch_3d, config.wide_batch_3d, config.wide_steps_3d)]
+    for dims, shape, batch, steps in settings:
+        for channels in config.wide_channels:
+            for name in trainable_methods(config):
+                cls = METHODS.get(name)
+                if dims == 2 or cls.supports_3d:
+                    batches = training_batches(cls, 1, shape, batch, config.wide_warmup + steps)
+                    rows.append(wide_row(name, config.wide(channels), dims, batches, device))
+                    row = rows[-1]
+                    echo(f"train {dims}-D {name}, {channels} channels with BN: {row['step_s']['median'] * 1e3:.0f} ms/step, "
+                         f"x one-pass {row['over_one_pass']['median']:.2f}")
+    return rows
+
+
+def profile_step(config: BenchConfig, device: torch.device, echo: Callable[[str], None]) -> dict[str, Any]:
+    """torch.profiler over one Noise2Same training step (loss, backward, Adam) in a plain loop, after two
+    warm-up steps, 2-D on the wide batch at `profile_channels`: the operators by self time, top lines."""
+    wide = config.wide(config.profile_channels)
+    method = build_trainable("noise2same", wide, 2).to(device)
+    loop = PlainLoop(lambda batch: method.training_loss(batch)[0], method.parameters(), device, method.lr)
+    batches = training_batches(METHODS.get("noise2same"), 1, (config.wide_patch_2d,) * 2, config.wide_batch_2d, 3)
+    for batch in batches[:2]:
+        loop.step(batch)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        seconds = loop.step(batches[2])
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = profiler.key_averages().table(sort_by=sort_by, row_limit=config.profile_lines, max_name_column_width=45)
+    echo(f"profiled one noise2same step, {config.profile_channels} channels: {seconds:.2f} s under the profiler")
+    return {"channels": config.profile_channels, "batch": config.wide_batch_2d, "patch": config.wide_patch_2d,
+            "sort_by": sort_by, "step_s_profiled": seconds, "table": table}
 
 
 # --- speed options ------------------------------------------------------------------------------
@@ -410,7 +501,8 @@ def run_bench(config: BenchConfig, device: torch.device, results: Path, echo: Ca
     """Measure everything, write results/bench.json and results/bench.md, return the figures."""
     start = time.perf_counter()
     figures = {"config": _jsonable(asdict(config)), "environment": environment(device),
-               "training": training(config, device, echo), "options": speed_options(config, device, echo),
+               "training": training(config, device, echo), "training_wide": training_wide(config, device, echo),
+               "profile": profile_step(config, device, echo), "options": speed_options(config, device, echo),
                "inference": inference(config, device, echo), "classical": classical(config, echo)}
     figures["summary"] = summary(figures)
     figures["seconds"] = round(time.perf_counter() - start, 1)
@@ -422,8 +514,9 @@ def run_bench(config: BenchConfig, device: torch.device, results: Path, echo: Ca
 
 def summary(figures: dict[str, Any]) -> dict[str, Any]:
     """The headline ratios: Lightning over the bare loop per method; Noise2Same's step over Noise2Void's
-    (each first taken over the one-pass loop of its own rounds); 3-D tiled inference peak memory over
-    the volume's size; a classical test set on all cores over one core."""
+    (each first taken over the one-pass loop of its own rounds); Noise2Same's step over the one-pass step at
+    the wide widths; 3-D tiled inference peak memory over the volume's size; a classical test set on all
+    cores over one core."""
     training = {(row["method"], row["dims"]): row for row in figures["training"]}
     ratios: dict[str, Any] = {f"lightning_over_bare {name} {dims}-D": row["lightning_over_bare"]["median"]
                               for (name, dims), row in training.items()}
@@ -431,6 +524,10 @@ def summary(figures: dict[str, Any]) -> dict[str, Any]:
         if ("noise2same", dims) in training and ("noise2void", dims) in training:
             ratios[f"noise2same_over_noise2void {dims}-D"] = (training["noise2same", dims]["over_one_pass"]["median"]
                                                             / training["noise2void", dims]["over_one_pass"]["median"])
+    for row in figures["training_wide"]:
+        if row["method"] == "noise2same":
+            key = f"noise2same_over_one_pass {row['dims']}-D {row['channels']} channels BN"
+            ratios[key] = row["over_one_pass"]["median"]
     tiled = next(row for row in figures["inference"] if "tiled" in row["what"])
     ratios["tiled_3d_peak_over_volume"] = tiled["peak_over_volume"]
     for row in figures["classical"]:
@@ -471,10 +568,31 @@ def markdown(figures: dict[str, Any]) -> str:
         lines.append(f"| {row['method']} | {row['dims']}-D | {row['batch']} | {step} | {_stat(row, 'steps_per_s', 1, 1)} | "
                      f"{_stat(row, 'images_per_s', 1, 1)} | {_stat(row, 'lightning_over_bare')} | "
                      f"{_stat(row, 'over_one_pass')} | {'' if memory is None else f'{memory:.0f}'} |")
+    lines += ["", "## Training at the paper's widths (batch norm on)", "",
+              f"The official U-Net (depth 3, batch norm on) at {', '.join(map(str, cfg['wide_channels']))} channels; "
+              f"2-D: batch {cfg['wide_batch_2d']} of {cfg['wide_patch_2d']}x{cfg['wide_patch_2d']}, 3-D: batch "
+              f"{cfg['wide_batch_3d']} of {'x'.join(map(str, cfg['wide_patch_3d']))}. Plain loops only (Lightning's "
+              "share is the `lightning / bare` column above): a step of the one-pass loop and a step of the method in "
+              f"turn on the same batch, after {cfg['wide_warmup']} warm-up step(s); fewer steps than above because these "
+              f"rows are slow on a CPU: {cfg['wide_steps_2d']} timed step pair(s) per row in 2-D, {cfg['wide_steps_3d']} "
+              "in 3-D, so the spread is over step pairs, not rounds.", "",
+              "| method | dims | channels | batch | ms/step | steps/s | one-pass ms/step | x one-pass |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in figures["training_wide"]:
+        lines.append(f"| {row['method']} | {row['dims']}-D | {row['channels']} | {row['batch']} | "
+                     f"{_stat(row, 'step_s', 1e3, 0)} | {_stat(row, 'steps_per_s', 1, 2)} | "
+                     f"{_stat(row, 'one_pass_step_s', 1e3, 0)} | {_stat(row, 'over_one_pass')} |")
+    prof = figures["profile"]
+    lines += ["", f"## Profile of one noise2same step (2-D, {prof['channels']} channels with BN, batch {prof['batch']} of "
+              f"{prof['patch']}x{prof['patch']})", "",
+              f"torch.profiler over one plain-loop step (loss, backward, Adam) after two warm-up steps, by "
+              f"{prof['sort_by']}; "
+              f"{prof['step_s_profiled']:.2f} s under the profiler.", "", "```", prof["table"].rstrip(), "```"]
     lines += ["", "## Headline ratios", "", "| ratio | value |", "|---|---|"]
     lines += [f"| {name} | {_ratio(value)} |" for name, value in figures["summary"].items()]
     lines += ["", f"## Speed options ({cfg['options_method']}, 2-D)", "",
-              "| option | ms/step | x float32 | first step (s) | max loss difference over the steps |", "|---|---|---|---|---|"]
+              "| option | ms/step | x float32 | first step (s) | max loss difference over the steps |",
+              "|---|---|---|---|---|"]
     for row in figures["options"]:
         lines.append(f"| {row['option']} | {_stat(row, 'step_s', 1e3, 1)} | {_stat(row, 'over_float32')} | "
                      f"{row['first_step_s']:.2f} | {row['max_loss_difference']:.2e} |")
@@ -485,7 +603,8 @@ def markdown(figures: dict[str, Any]) -> str:
         lines.append(f"| {row['what']} | {_stat(row, 'mpix_per_s', 1, 2)} | {_stat(row, 'voxels_per_s', 1e-6, 2)} | "
                      f"{'' if memory is None else f'{memory:.0f}'} | {_ratio(row.get('peak_over_volume'), 1)} |")
     lines += ["", "## Classical methods (natural-gray test set)", "",
-              "| method | image | s/image | test set, 1 core (s) | test set, all cores (s) | all / one |", "|---|---|---|---|---|---|"]
+              "| method | image | s/image | test set, 1 core (s) | test set, all cores (s) | all / one |",
+              "|---|---|---|---|---|---|"]
     for row in figures["classical"]:
         lines.append(f"| {row['method']} | {row['image']} | {_stat(row, 'image_s')} | {_stat(row, 'test_set_1_core_s')} | "
                      f"{_stat(row, 'test_set_all_cores_s')} ({row['cores']} cores) | {row['all_over_one']:.2f} |")

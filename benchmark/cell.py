@@ -22,12 +22,12 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from benchmark.spec import Cell, Resources, TrainConfig
+from benchmark.store import DoneRecord, Environment, StoreWarning, TestScores, Timings, Training, now
 from benchmark.tracking import TEST_SAMPLES, cell_logger, log_test
 from datamodules import DATASETS
 from datamodules.evaluation import Evaluation, evaluate
 from methods import METHODS
 from methods.jinvariance import j_invariance_on
-from methods.unet import UNetConfig
 
 PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "numpy", "scikit-image", "bm3d", "wandb", "noise2same-bench")
 
@@ -43,8 +43,9 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
     lambda record: "litlogger" not in record.getMessage())  # drop Lightning's advert on every fit
 
 
-def environment() -> dict[str, Any]:
-    """Package versions, Python, host, device and git commit the result was computed with."""
+def environment() -> Environment:
+    """Package versions, Python, host, device, git commit, torch threads, ATen's CPU capability and the
+    CPU model the result was computed with."""
     versions = {}
     for package in PACKAGES:
         try:
@@ -57,19 +58,47 @@ def environment() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         sha = None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    return {"versions": versions, "python": platform.python_version(), "host": platform.node(),
-            "device": device, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "git_sha": sha}
+    return Environment(versions=versions, python=platform.python_version(), host=platform.node(), device=device,
+                       cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), git_sha=sha,
+                       torch_threads=torch.get_num_threads(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                       cpu_model=cpu_info("model name") or platform.processor() or None,
+                       cpu_flags=sorted(set((cpu_info("flags") or "").split()) & KERNEL_FLAGS) or None,
+                       kernel_env={name: os.environ[name] for name in KERNEL_ENV if name in os.environ})
+
+
+# CPU flags by which oneDNN, MKL and ATen pick kernels, and the variables that override their choice.
+KERNEL_FLAGS = frozenset({"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                          "avx_vnni", "amx_tile", "amx_bf16", "amx_int8"})
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS")
+
+
+def cpu_info(key: str) -> str | None:
+    """A field of the first processor in Linux's /proc/cpuinfo (e.g. 'model name', 'flags'); None elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":", 1)[0].strip() == key:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def provenance(cell: Cell) -> dict[str, Any]:
+    """The fields of a record that say which cell it is and what computed it (benchmark.store.Provenance)."""
+    return {"id": cell.id, "table": cell.table, "preset": cell.preset, "dataset": cell.dataset,
+            "method": cell.method, "seed": cell.seed, "config": cell.config, "finished": now(),
+            **environment().model_dump()}
 
 
 def build_datamodule(cell: Cell, data_dir: Path, train_keys: frozenset[str] = frozenset({"noisy"}),
                      resources: Resources = Resources()) -> Any:
     """The cell's dataset, reading real data from data_dir; for a trainable cell, set up to serve
     `train_keys` patches for its run, each device's share of the batch at a time."""
-    kwargs = {k: v for k, v in cell.config["dataset"].items() if k != "name"}
+    kwargs = cell.dataset_kwargs
     dataset_cls = DATASETS.get(cell.dataset)
     if not cell.trainable:
         return dataset_cls(**kwargs, data_dir=data_dir)
-    train = TrainConfig(**cell.config["train"])
+    train = cell.train
     patch = train.patch_size if isinstance(train.patch_size, int) else tuple(train.patch_size)
     return dataset_cls(**kwargs, data_dir=data_dir, train_keys=train_keys,
                        batch_size=resources.per_device_batch(train.batch_size), patch_size=patch,
@@ -79,14 +108,14 @@ def build_datamodule(cell: Cell, data_dir: Path, train_keys: frozenset[str] = fr
 def build_method(cell: Cell, datamodule: Any) -> Any:
     """The cell's method with its hyperparameters (and, if trainable, the backbone sized to the data)."""
     method_cls = METHODS.get(cell.method)
-    kwargs = {k: v for k, v in cell.config["method"].items() if k != "name"}
+    kwargs = cell.method_kwargs
     if not cell.trainable:
         return method_cls(**kwargs)
     if method_cls.requires_gaussian_sigma:
         kwargs["gaussian_sigma"] = datamodule.gaussian_sigma
-    train = TrainConfig(**cell.config["train"])
+    train = cell.train
     method = method_cls(**kwargs, in_channels=datamodule.channels, spatial_dims=datamodule.spatial_dims,
-                        backbone=UNetConfig(**cell.config["backbone"]), seed=cell.seed, lr=train.lr,
+                        backbone=cell.backbone, seed=cell.seed, lr=train.lr,
                         lr_halving_steps=train.lr_halving_steps)
     method.accelerate(**asdict(cell.speed))
     return method
@@ -103,9 +132,9 @@ def score(method: Any, datamodule: Any, description: str, keep: int = 0) -> dict
             for name in datamodule.test_sets}
 
 
-def stored_scores(evaluation: Evaluation) -> dict[str, Any]:
-    """What the store keeps of a test set: the mean PSNR and the PSNR of each image by id."""
-    return {"psnr_mean": evaluation.mean, "psnr": dict(zip(evaluation.ids, evaluation.psnr))}
+def stored_scores(evaluation: Evaluation, d_f: float | None = None) -> TestScores:
+    """What the store keeps of a test set: the mean PSNR, the PSNR of each image by id, and D(f) if measured."""
+    return TestScores(psnr_mean=evaluation.mean, psnr=dict(zip(evaluation.ids, evaluation.psnr)), d_f=d_f)
 
 
 class TestCurve(pl.Callback):
@@ -156,10 +185,29 @@ def checkpoint_interval(train: TrainConfig) -> int:
     return math.gcd(train.steps, min(train.val_every, train.steps))
 
 
+def resume_step(checkpoint: Path) -> int:
+    """The global step of an earlier run's last checkpoint, 0 if there is none. A checkpoint that cannot
+    be read (truncated, corrupt) is moved aside as `last.ckpt.corrupt-<time>` with a warning naming
+    it, and the cell trains from the start."""
+    if not checkpoint.exists():
+        return 0
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception as error:  # any unreadable file: torch raises RuntimeError, OSError, EOFError, pickle errors
+        aside = checkpoint.with_name(f"{checkpoint.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}")
+        try:
+            os.replace(checkpoint, aside)
+        except FileNotFoundError:  # another DDP process of this cell moved it first
+            return 0
+        warnings.warn(f"{checkpoint} could not be read ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                      f"moved aside to {aside.name}, the cell trains from the start", StoreWarning, stacklevel=2)
+        return 0
+
+
 def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Path = Path("data"),
-             resources: Resources = Resources(), strategy: str = "ddp_spawn") -> dict[str, Any] | None:
-    """Train (if trainable) and test one cell on each of its dataset's test sets; the returned dict is
-    what the store keeps.
+             resources: Resources = Resources(), strategy: str = "ddp_spawn") -> DoneRecord | None:
+    """Train (if trainable) and test one cell on each of its dataset's test sets; the returned record
+    is what the store keeps.
 
     Training checkpoints to <work_dir>/lightning/<cell id>/checkpoints/last.ckpt (see
     `checkpoint_interval`) and resumes from there when an earlier run was cut short. On more than one
@@ -169,7 +217,7 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
     """
     if cell.not_applicable:
         raise ValueError(f"{cell.method} does not apply to {cell.dataset}: {cell.not_applicable}")
-    started = datetime.now(timezone.utc)
+    started = now()
     t0 = time.perf_counter()
     pl.seed_everything(cell.seed, workers=True, verbose=False)
     method_cls = METHODS.get(cell.method)
@@ -178,16 +226,15 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
     description = f"{cell.dataset}/{cell.method}"
     train_seconds = 0.0
     logger = curve = None
-    training: dict[str, Any] = {}
+    training: Training | None = None
     if cell.trainable:
-        train = TrainConfig(**cell.config["train"])
+        train = cell.train
         logger = cell_logger(cell, work_dir / "wandb") if rank_zero_only.rank == 0 else None
         every = cell.evaluation.test_every
         curve = TestCurve(every, datamodule, description) if every else None
         folder = work_dir / "lightning" / cell.id
         last = folder / "checkpoints" / "last.ckpt"
-        resumed_from = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] \
-            if last.exists() else 0
+        resumed_from = resume_step(last)
         checkpoints = ModelCheckpoint(folder / "checkpoints", save_last=True, save_top_k=0,
                                       every_n_train_steps=checkpoint_interval(train))
         strategy = strategy if resources.world_size > 1 else "auto"
@@ -209,25 +256,18 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
             curve.load_state_dict(final["callbacks"][curve.state_key])
         method.to(trainer.strategy.root_device).eval()
         train_seconds = time.perf_counter() - t0
-        training = {"resumed_from_step": resumed_from, "devices": resources.devices, "nodes": resources.nodes,
-                    "strategy": strategy}
+        training = Training(resumed_from_step=resumed_from, devices=resources.devices, nodes=resources.nodes,
+                            strategy=strategy)
     t1 = time.perf_counter()
     evaluations = score(method, datamodule, description, keep=TEST_SAMPLES if logger else 0)
-    tests = {name: stored_scores(evaluation) for name, evaluation in evaluations.items()}
-    if cell.trainable and cell.evaluation.d_f:
-        for name in tests:
-            tests[name]["d_f"] = j_invariance_on(method, datamodule, name, seed=cell.seed,
-                                                 description=f"D(f) {name} {description}")
+    tests = {name: stored_scores(evaluation, j_invariance_on(method, datamodule, name, seed=cell.seed,
+                                                             description=f"D(f) {name} {description}")
+                                 if cell.trainable and cell.evaluation.d_f else None)
+             for name, evaluation in evaluations.items()}
     test_seconds = time.perf_counter() - t1
     if logger is not None:
         log_test(logger.experiment, evaluations, tests)
-    return {
-        "id": cell.id, "table": cell.table, "preset": cell.preset, "status": "done",
-        "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "config": cell.config,
-        "tests": tests, **({"curve": curve.points} if curve else {}), **({"training": training} if training else {}),
-        "timings": {"train_s": round(train_seconds, 3), "test_s": round(test_seconds, 3),
-                    "total_s": round(time.perf_counter() - t0, 3)},
-        "started": started.isoformat(timespec="milliseconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        **environment(),
-    }
+    timings = Timings(train_s=round(train_seconds, 3), test_s=round(test_seconds, 3),
+                      total_s=round(time.perf_counter() - t0, 3))
+    return DoneRecord(**provenance(cell), tests=tests, curve=curve.points if curve else None, training=training,
+                      timings=timings, started=started)

@@ -1,30 +1,54 @@
-"""Command line: python -m benchmark {run,report,methods,datasets,data,bench}."""
+"""Command line: python -m benchmark {run,report,methods,datasets,data,bench,denoise,export}."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import traceback
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
+from benchmark import denoise, export
 from benchmark.bench import BenchConfig, run_bench
 from benchmark.figures import FIGURES, write_figure
 from benchmark.launchers import LaunchOptions
 from benchmark.registry import ConfigError
-from benchmark.report import write_report
+from benchmark.report import reference_row, write_report
 from benchmark.runner import dry_run, run_cells
-from benchmark.spec import TableSpec
+from benchmark.spec import Cell, TableSpec
 from benchmark.store import ResultStore
 from benchmark.tracking import log_table
 from datamodules import DATASETS
 from methods import METHODS
 
 
-def _names(text: str | None) -> list[str] | None:
-    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+DEFAULT_PRESET = "cpu"  # the preset whose full tables are the committed results
+
+
+def _names(text: str | None, option: str) -> list[str] | None:
+    """The comma-separated names of an option; None when it was not given. A given option that names
+    nothing (an empty shell variable) is an error, not 'everything'."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigError(f"{option} {text!r} selects nothing; name at least one, or leave {option} out for all")
+    return names
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    """--seeds as whole numbers (their range and duplicates are checked with the spec's seeds)."""
+    seeds = []
+    for name in _names(text, "--seeds") or []:
+        try:
+            seeds.append(int(name))
+        except ValueError:
+            raise ConfigError(f"--seeds: {name!r} is not a whole number; give seeds such as 0,1,2") from None
+    return seeds or None
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +57,17 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _table_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("table", help="table to run, e.g. table3 (specs in benchmark/specs/)")
-    parser.add_argument("--preset", default="cpu", help="preset of the spec (default: cpu)")
+    parser.add_argument("table", help="table to run, e.g. table3 (specs in benchmark/specs/), or a spec file's path")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset of the spec (default: {DEFAULT_PRESET})")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error, and of each failed cell")
     parser.add_argument("--methods", help="comma-separated subset of the table's rows; +NAME adds a row for any "
                         "registered method, e.g. a plugin's (+NAME alone: every row and NAME's)")
     parser.add_argument("--datasets", help="comma-separated subset of the table's datasets")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder for the report; the store and run logs go to <results>/runs (default: results)")
+    parser.add_argument("--reference", help="row the comparison table <table>_vs_<reference>.md sets every method "
+                        "against (default: noise2same, where the table has it)")
     parser.add_argument("--d-f", action="store_true",
                         help="also measure D(f), the J-invariance metric, on every trained cell and report it")
     parser.add_argument("--precision", help="Lightning precision of every trained cell, e.g. bf16-mixed (a new cell id)")
@@ -62,21 +89,44 @@ def _launch_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--launcher", default="local",
                        help="local: one cell after another in this process (default); gpus: one cell per GPU of "
                             "this machine at a time; slurm: SLURM job arrays (all through the same store)")
-    group.add_argument("--devices", type=int, help="devices (GPUs) per node for each trained cell; more than one "
+    group.add_argument("--devices", type=_positive, help="devices (GPUs) per node for each trained cell; more than one "
                        "trains it with DDP, tested on one device (default: the preset's, else 1)")
-    group.add_argument("--nodes", type=int, help="nodes per trained cell, with --launcher slurm (default: 1)")
-    group.add_argument("--gpus", type=_gpu_ids, help="GPU ids the gpus launcher uses, e.g. 0,1,2,3 (default: every visible GPU)")
+    group.add_argument("--nodes", type=_positive, help="nodes per trained cell, with --launcher slurm (default: 1)")
+    group.add_argument("--gpus", type=_gpu_ids,
+                       help="GPU ids the gpus launcher uses, e.g. 0,1,2,3 (default: every visible GPU)")
     group.add_argument("--partition", help="SLURM partition (default: the cluster's)")
-    group.add_argument("--time", type=int, default=24 * 60,
+    group.add_argument("--time", type=_positive, default=24 * 60,
                        help="time limit of a cell in minutes under gpus and slurm; past it the cell is requeued "
                             "and resumes from its checkpoint (default: 1440)")
-    group.add_argument("--array-parallelism", type=int, help="SLURM array tasks running at once (default: the cluster's)")
+    group.add_argument("--array-parallelism", type=_positive,
+                       help="SLURM array tasks running at once (default: the cluster's)")
+    group.add_argument("--requeues", type=int, default=3, help="times a SLURM job that reaches --time is requeued "
+                       "to resume from its checkpoint before the cell is stored as failed (default: 3)")
     group.add_argument("--retry-failed", action="store_true", help="run the cells stored as failed again")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what was wrong, where to look) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark",
-                                     description="Noise2Same benchmark suite: run and report the paper's tables.")
+    parser = OneLineParser(prog="python -m benchmark",
+                           description="Noise2Same benchmark suite: run and report the paper's tables.")
+    parser.add_argument("--verbose", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a table's missing cells, then write its report")
     _table_args(run)
@@ -89,11 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     _table_args(report)
     commands.add_parser("methods", help="list the registered methods")
     commands.add_parser("datasets", help="list the registered datasets")
-    bench = commands.add_parser("bench", help="measure training and inference speed and memory; write results/bench.{md,json}")
+    bench = commands.add_parser("bench", help="measure training and inference speed and memory; "
+                                "write results/bench.{md,json}")
     bench.add_argument("--quick", action="store_true", help="a tiny network and short windows (seconds; for tests)")
     bench.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                        help="torch device to measure on (default: cuda if available, else cpu)")
     bench.add_argument("--results", type=Path, default=Path("results"), help="folder for bench.md and bench.json")
+    denoise.add_parser(commands)
+    export.add_parser(commands)
     data = commands.add_parser("data", help="which datasets are present under the data folder, and what is missing")
     _data_dir_arg(data)
     return parser
@@ -101,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _select(args: argparse.Namespace) -> tuple[TableSpec, list]:
     """The spec (with D(f) among its metrics if asked) and the cells the arguments pick."""
-    spec, methods = TableSpec.load(args.table).with_added_rows(_names(args.methods))
+    spec, methods = TableSpec.load(args.table).with_added_rows(_names(args.methods, "--methods"))
     overrides: dict[str, dict] = {"train": {"precision": args.precision} if args.precision else {},
                                   "speed": {k: getattr(args, k) for k in ("channels_last", "compile") if getattr(args, k)}}
     if args.d_f:
@@ -109,17 +162,51 @@ def _select(args: argparse.Namespace) -> tuple[TableSpec, list]:
             raise ConfigError(f"--d-f applies to tables; {spec.name} is a figure")
         overrides["evaluation"] = {"d_f": True}
         spec = replace(spec, metrics=list(dict.fromkeys([*spec.metrics, "d_f"])))
-    seeds = [int(s) for s in _names(args.seeds)] if args.seeds else None
-    return spec, spec.cells(args.preset, methods, _names(args.datasets), seeds, overrides)
+    return spec, spec.cells(args.preset, methods, _names(args.datasets, "--datasets"), _seeds(args.seeds), overrides)
 
 
-def write_outputs(spec: TableSpec, preset: str, cells: list, store: ResultStore, results: Path) -> None:
-    """Write and print the table (.md, .csv) or the figure (.png and the .csv behind it)."""
+def report_folder(args: argparse.Namespace, spec: TableSpec) -> Path:
+    """Where a table command writes its report: the results folder itself only for the full table of
+    the default preset (the committed results; more seeds than the preset's are still the full table);
+    results/<preset>/ for the full table of another preset; results/<preset>/partial/ for a subset,
+    other seeds, extra rows or options that change cells."""
+    preset_seeds = set(spec.preset(args.preset).get("seeds", [0]))
+    other_seeds = args.seeds is not None and not preset_seeds <= set(_seeds(args.seeds) or [])
+    partial = other_seeds or any(getattr(args, key) for key in ("methods", "datasets", "d_f", "precision",
+                                                                "channels_last", "compile"))
+    if partial:
+        return args.results / args.preset / "partial"
+    return args.results if args.preset == DEFAULT_PRESET else args.results / args.preset
+
+
+def check_accelerator(name: str) -> None:
+    """A Lightning accelerator name this machine can use (auto, cpu, gpu or cuda with a GPU visible, ...)."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    valid = ["auto", "gpu", *AcceleratorRegistry.available_accelerators()]
+    if name not in valid:
+        raise ConfigError(f"unknown accelerator {name!r}; valid accelerators: {', '.join(valid)}")
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--accelerator {name}: no CUDA GPU is visible here; use --accelerator cpu (or auto)")
+
+
+def check_stored(spec: TableSpec, preset: str, cells: list[Cell], store: ResultStore) -> None:
+    """A report needs at least one stored cell of its table (finished or failed)."""
+    if not any(store.record(cell.id) for cell in cells if not cell.not_applicable):
+        raise ConfigError(f"no cell of {spec.name} (preset {preset}) is stored in {store.root}; run "
+                          f"`python -m benchmark run {spec.name} --preset {preset}` first, or point --results at "
+                          "the folder that holds its runs/")
+
+
+def write_outputs(spec: TableSpec, preset: str, cells: list, store: ResultStore, results: Path,
+                  reference: str | None = None) -> None:
+    """Write and print the table (.md, .csv, its forest plot .png and the comparison with `reference`) or
+    the figure (.png and the .csv behind it)."""
     if spec.kind in FIGURES:
         print(write_figure(spec, cells, store, results).to_string(index=False))
         print(f"wrote {results / (spec.name + '.png')} and {results / (spec.name + '.csv')}")
         return
-    print(write_report(spec, preset, cells, store, results).to_string())
+    print(write_report(spec, preset, cells, store, results, reference).to_string())
     print(f"wrote {results / (spec.name + '.md')} and {results / (spec.name + '.csv')}")
 
 
@@ -154,8 +241,42 @@ def show_data(data_dir: Path) -> int:
     return 0
 
 
+def run_table(args: argparse.Namespace) -> int:
+    """`run` and `report`: resolve and check everything, run the missing cells (run), write the report."""
+    spec, cells = _select(args)
+    if spec.kind == "table":
+        reference_row(spec, args.reference)  # an unknown --reference fails before any cell runs
+    store = ResultStore(args.results / "runs" / "cells")
+    if args.command == "run":
+        check_accelerator(args.accelerator)
+        launch = LaunchOptions(args.launcher, args.gpus, args.time, args.partition, args.array_parallelism,
+                               args.requeues)
+        resources = spec.resources(args.preset, args.devices, args.nodes)
+        if args.dry_run:
+            return dry_run(cells, args.data_dir, store)
+        failed = run_cells(cells, store, args.results / "runs", args.accelerator, args.data_dir, resources=resources,
+                           launch=launch, retry_failed=args.retry_failed, verbose=args.verbose)
+    else:
+        check_stored(spec, args.preset, cells, store)
+        failed = []
+    folder = report_folder(args, spec)
+    write_outputs(spec, args.preset, cells, store, folder, args.reference)
+    if args.command == "run":  # the table command's own wandb run: the finished table
+        log_table(spec, args.preset, cells, store, folder, args.results / "runs" / "wandb")
+    if failed:
+        print(f"{len(failed)} cell(s) did not finish: {', '.join(failed)}; run again to resume interrupted ones, "
+              "with --retry-failed to rerun failed ones", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command; a user's mistake (ConfigError: bad name, value, spec, data or store) is one line on
+    stderr and exit status 2, with the traceback only under --verbose."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a malformed command line (already told in one line)
+        return int(stop.code or 0)
     try:
         if args.command == "methods":
             return list_methods()
@@ -163,29 +284,16 @@ def main(argv: list[str] | None = None) -> int:
             return list_datasets()
         if args.command == "data":
             return show_data(args.data_dir)
+        if args.command in ("denoise", "export"):
+            return {"denoise": denoise.command, "export": export.command}[args.command](args)
         if args.command == "bench":
             config = BenchConfig.quick() if args.quick else BenchConfig()
             run_bench(config, torch.device(args.device), args.results)
             print(f"wrote {args.results / 'bench.md'} and {args.results / 'bench.json'}")
             return 0
-        spec, cells = _select(args)
-        if args.command == "run" and args.dry_run:
-            return dry_run(cells, args.data_dir)
-        store = ResultStore(args.results / "runs" / "cells")
-        failed = []
-        if args.command == "run":
-            launch = LaunchOptions(args.launcher, args.gpus, args.time, args.partition, args.array_parallelism)
-            failed = run_cells(cells, store, args.results / "runs", args.accelerator, args.data_dir,
-                               resources=spec.resources(args.preset, args.devices, args.nodes), launch=launch,
-                               retry_failed=args.retry_failed)
-        write_outputs(spec, args.preset, cells, store, args.results)
-        if args.command == "run":  # the table command's own wandb run: the finished table
-            log_table(spec, args.preset, cells, store, args.results, args.results / "runs" / "wandb")
-        if failed:
-            print(f"{len(failed)} cell(s) did not finish: {', '.join(failed)}; run again to resume interrupted ones, "
-                  "with --retry-failed to rerun failed ones", file=sys.stderr)
-            return 1
-        return 0
+        return run_table(args)
     except ConfigError as error:
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
         return 2

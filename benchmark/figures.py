@@ -3,6 +3,8 @@
 Figure 3: test PSNR against training cost (one unit = 50 steps), one curve per method.
 Figure 4: test PSNR against sigma_loss = lambda_inv / 2 (Theorem 2), one curve per noise level, each
 curve's best point starred.
+With several seeds a point is the mean over seeds, drawn with its 95% Student-t band over seeds.
+A table's forest plot: one panel per column, each method's mean with its 95% CI over test images.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import textwrap
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import matplotlib
 
@@ -19,39 +21,57 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmark import statistics  # noqa: E402
 from benchmark.spec import Cell, TableSpec  # noqa: E402
 from benchmark.store import ResultStore  # noqa: E402
+
+if TYPE_CHECKING:
+    from benchmark.report import Report
 
 STEPS_PER_UNIT = 50  # the paper's unit of training cost in Figure 3
 
 
+def over_seeds(data: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The seeds of each point (rows sharing `keys`) reduced to psnr (their mean), ci_low and ci_high (the
+    95% Student-t interval over seeds; empty with one seed) and n_seeds."""
+    def reduce(points: pd.DataFrame) -> pd.Series:
+        interval = statistics.seed_interval(points["psnr"].to_numpy())
+        return pd.Series({"psnr": interval.mean, "ci_low": interval.low, "ci_high": interval.high,
+                          "n_seeds": len(points)})
+
+    rows = [{**dict(zip(keys, key)), **reduce(points)} for key, points in data.groupby(keys, sort=False)]
+    frame = pd.DataFrame(rows, columns=[*keys, "psnr", "ci_low", "ci_high", "n_seeds"])
+    return frame.astype({"n_seeds": int})
+
+
 def figure3_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """One row per finished cell, test set and evaluation point: method (row label), its batch size,
-    column, test set, step, units (= step / 50) and the test PSNR there."""
+    """One row per method, column, test set and evaluation point: method (row label), its batch size,
+    column, test set, step, units (= step / 50), the test PSNR there (mean over seeds) with its band."""
     records = []
     for cell in cells:
         result = store.load(cell.id)
-        for point in (result or {}).get("curve", []):
+        for point in (result.curve or []) if result else []:
             for test_set, psnr in point.items():
                 if test_set != "step":
-                    records.append({"method": cell.row, "batch": cell.config["train"]["batch_size"],
+                    records.append({"method": cell.row, "batch": cell.train.batch_size,
                                     "column": cell.column, "test_set": test_set, "step": point["step"],
                                     "units": point["step"] / STEPS_PER_UNIT, "psnr": psnr})
-    return pd.DataFrame(records, columns=["method", "batch", "column", "test_set", "step", "units", "psnr"])
+    keys = ["method", "batch", "column", "test_set", "step", "units"]
+    return over_seeds(pd.DataFrame(records, columns=[*keys, "psnr"]), keys)
 
 
 def figure4_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """One row per finished cell: sigma_noise (the column's Gaussian noise std), sigma_loss
-    (= lambda_inv / 2, Theorem 2), the test PSNR, and whether it is the best sigma_loss of its curve."""
+    """One row per (sigma_noise, sigma_loss): sigma_noise (the column's Gaussian noise std), sigma_loss
+    (= lambda_inv / 2, Theorem 2), the test PSNR (mean over seeds) with its band over seeds, and whether
+    it is the best sigma_loss of its curve."""
     records = []
     for cell in cells:
         result = store.load(cell.id)
         if result:
-            (test,) = result["tests"].values()
-            records.append({"sigma_noise": cell.config["dataset"]["sigma"],
-                            "sigma_loss": round(cell.config["method"]["lambda_inv"] / 2, 6), "psnr": test["psnr_mean"]})
-    data = pd.DataFrame(records, columns=["sigma_noise", "sigma_loss", "psnr"])
-    data = data.groupby(["sigma_noise", "sigma_loss"], as_index=False)["psnr"].mean()  # over seeds
+            (test,) = result.tests.values()
+            records.append({"sigma_noise": cell.dataset_kwargs["sigma"],
+                            "sigma_loss": round(cell.method_kwargs["lambda_inv"] / 2, 6), "psnr": test.psnr_mean})
+    data = over_seeds(pd.DataFrame(records, columns=["sigma_noise", "sigma_loss", "psnr"]), ["sigma_noise", "sigma_loss"])
     data["best"] = data["psnr"] == data.groupby("sigma_noise")["psnr"].transform("max")
     return data.sort_values(["sigma_noise", "sigma_loss"], ascending=[False, True], ignore_index=True)
 
@@ -67,7 +87,8 @@ def plot_figure3(data: pd.DataFrame, title: str, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     for (method, batch, test_set), curve in data.groupby(["method", "batch", "test_set"], sort=False):
         label = f"{method}, batch {batch}" + ("" if data["test_set"].nunique() == 1 else f" ({test_set})")
-        axes.plot(curve["units"], curve["psnr"], marker="o", markersize=3, label=label)
+        (line,) = axes.plot(curve["units"], curve["psnr"], marker="o", markersize=3, label=label)
+        _band(axes, curve["units"], curve, line.get_color())
     axes.set_xlabel(f"training cost (units of {STEPS_PER_UNIT} steps)")
     axes.set_ylabel("test PSNR (dB)")
     _finish(figure, axes, title, path)
@@ -80,6 +101,7 @@ def plot_figure4(data: pd.DataFrame, title: str, path: Path, paper: pd.DataFrame
     for sigma_noise, curve in data.groupby("sigma_noise", sort=False):
         (line,) = axes.plot(curve["sigma_loss"], curve["psnr"], marker="o", markersize=3,
                             label=f"sigma_noise = {sigma_noise:g}")
+        _band(axes, curve["sigma_loss"], curve, line.get_color())
         best = curve[curve["best"]]
         axes.plot(best["sigma_loss"], best["psnr"], marker="*", markersize=14, color=line.get_color(), linestyle="")
         axes.axvline(sigma_noise, color=line.get_color(), linestyle=":", linewidth=0.8)
@@ -90,6 +112,43 @@ def plot_figure4(data: pd.DataFrame, title: str, path: Path, paper: pd.DataFrame
     axes.set_xlabel("sigma_loss (lambda_inv = 2 sigma_loss)")
     axes.set_ylabel("test PSNR (dB)")
     _finish(figure, axes, title + "\n(star: best sigma_loss of each curve; dotted: sigma_loss = sigma_noise)", path)
+
+
+def _band(axes: plt.Axes, x: pd.Series, curve: pd.DataFrame, color: str) -> None:
+    """Shade a curve's 95% band over seeds, where it has one."""
+    if curve["ci_low"].notna().any():
+        axes.fill_between(x, curve["ci_low"], curve["ci_high"], color=color, alpha=0.2, linewidth=0)
+
+
+def plot_forest(report: Report, title: str, path: Path) -> None:
+    """One panel per column of a table's PSNR: each method's mean with its 95% CI over test images as an
+    error bar (filled: ties with the column's best; hollow: significantly below it), the paper's number
+    as a red cross."""
+    stats = report.stats.xs("psnr", level="metric")
+    columns = list(dict.fromkeys(stats.index.get_level_values("column")))
+    methods = list(dict.fromkeys(stats.index.get_level_values("method")))
+    figure, axes = plt.subplots(1, len(columns), figsize=(2.6 * len(columns) + 1.6, 0.32 * len(methods) + 1.6),
+                                sharey=True, squeeze=False)
+    positions = {method: -i for i, method in enumerate(methods)}
+    for axis, column in zip(axes[0], columns):
+        panel = stats.xs(column, level="column")
+        for method, row in panel.iterrows():
+            y = positions[method]
+            error = None if pd.isna(row["ci_low"]) else [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+            axis.errorbar(row["mean"], y, xerr=error, fmt="o", color="C0" if row["tie"] else "0.45", capsize=2,
+                          markersize=4, markerfacecolor="C0" if row["tie"] else "white")
+            if not pd.isna(row["paper"]):
+                axis.plot(row["paper"], y, marker="x", color="C3", linestyle="", markersize=5)
+        axis.set_title(textwrap.fill(column, 22), fontsize=8)
+        axis.set_xlabel("PSNR (dB)", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3, axis="x")
+    axes[0, 0].set_yticks(list(positions.values()), list(positions), fontsize=8)
+    figure.suptitle(textwrap.fill(title + " (dot and bar: mean and 95% CI over test images; filled: ties with the "
+                                  "column's best; x: the paper)", 130), fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def _finish(figure: plt.Figure, axes: plt.Axes, title: str, path: Path) -> None:

@@ -1,4 +1,9 @@
-"""Name -> class registries (methods, datasets) and the checks of user-given names and keyword arguments."""
+"""The kernel of the suite: name -> class registries (methods, datasets), the error types and the checks of
+user-given names and values.
+
+`methods/` and `datamodules/` import this module and nothing else from `benchmark`, and it imports
+nothing from the project (a test holds this), so the runner can depend on them and not the reverse.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import inspect
 import warnings
 from importlib import metadata
 from typing import Any, Callable, Generic, TypeVar, get_type_hints
+
+from pydantic import TypeAdapter, ValidationError
 
 T = TypeVar("T")
 
@@ -73,7 +80,7 @@ class Registry(Generic[T]):
                 if set(self._entries) == before:
                     raise ConfigError(f"importing {entry_point.value!r} registered no {self.kind}; the entry "
                                       f"point must name a module that registers with @register")
-            except Exception as error:  # a broken plugin must not cost the rest
+            except (Exception, SystemExit) as error:  # a broken plugin (even one calling sys.exit) must not cost the rest
                 for name in set(self._entries) - before:
                     del self._entries[name], self._origins[name]
                 warnings.warn(f"{self.kind} plugin {entry_point.name!r} from {origin} was not loaded: "
@@ -89,7 +96,7 @@ def keyword_parameters(cls: type, exclude: frozenset[str] = frozenset()) -> dict
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        hints = get_type_hints(init)
+        hints = get_type_hints(init, include_extras=True)
         signature = inspect.signature(init)
         for name, param in list(signature.parameters.items())[1:]:
             if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and name not in params:
@@ -109,7 +116,7 @@ def resolve_kwargs(cls: type, given: dict[str, Any], what: str,
     resolved: dict[str, Any] = {}
     for name, param in params.items():
         if name in given:
-            resolved[name] = _coerce(given[name], param.annotation, f"{what}: key {name!r}")
+            resolved[name] = checked(param.annotation, given[name], f"{what}: {name}")
         elif param.default is inspect.Parameter.empty:
             raise ConfigError(f"{what}: missing required key {name!r}")
         else:
@@ -117,15 +124,13 @@ def resolve_kwargs(cls: type, given: dict[str, Any], what: str,
     return resolved
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check a spec value against a simple type hint (int, float, bool, str, optional forms); ints pass as floats."""
-    allowed = getattr(annotation, "__args__", None) or (annotation,)
-    if value is None and type(None) in allowed:
-        return None
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    simple = [t for t in allowed if t in (int, float, bool, str)]
-    if simple and not any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in simple):
-        names = " or ".join(t.__name__ for t in simple)
-        raise ConfigError(f"{where} must be {names}, got {value!r}")
-    return value
+def checked(annotation: Any, value: Any, where: str) -> Any:
+    """The value if it has the annotated type and meets its constraints (pydantic's strict mode: no
+    string to number conversion; an int passes as a float); else a ConfigError in one line naming
+    `where`, the value and what was expected."""
+    try:
+        return TypeAdapter(annotation).validate_python(value, strict=True)
+    except ValidationError as error:
+        messages = [problem["msg"].removeprefix("Value error, ") for problem in error.errors()]
+        problems = "; or ".join(dict.fromkeys(message[:1].lower() + message[1:] for message in messages))
+        raise ConfigError(f"{where}: {value!r} is not valid: {problems}") from None

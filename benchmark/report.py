@@ -1,17 +1,30 @@
-"""Reports: the stored cells of a table pivoted into results/<table>.csv and .md, the paper's number
-beside ours."""
+"""Reports: the stored cells of a table as results/<table>.md and .csv, each number with its uncertainty,
+the paper's number and our difference to it beside ours, the methods that tie with each column's best
+marked, a comparison with a reference method (<table>_vs_<reference>.md) and a forest plot (<table>.png).
+
+A cell's per-image PSNR over its seeds and noise draws is first averaged per clean test image; the
+statistics (benchmark.statistics) then treat the test images as the sample.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from benchmark import statistics
+from benchmark.registry import ConfigError
 from benchmark.spec import Cell, TableSpec
 from benchmark.store import ResultStore
 from datamodules import DATASETS
+from datamodules.base import clean_id
+
+DEFAULT_REFERENCE = "noise2same"
+STATS = ["mean", "ci_low", "ci_high", "n_images", "n_seeds", "seed_std"]
 
 
 @dataclass(frozen=True)
@@ -46,23 +59,75 @@ def table_columns(cell: Cell) -> list[tuple[str, str]]:
 
 
 def collect(cells: list[Cell], store: ResultStore, metrics: list[str]) -> pd.DataFrame:
-    """One row per cell, test set and metric: row and column labels, seed and value (NaN until the
-    cell has finished)."""
+    """One row per finished cell, test set, metric and scored image: row and column labels, seed, the
+    clean image's id (`image`; None for a per-cell metric such as D(f)) and the value."""
     records = []
     for cell in cells:
         result = store.load(cell.id)
+        if result is None:
+            continue
         for test_set, label in table_columns(cell):
+            scores = result.tests[test_set]
             for metric in metrics:
-                value = result["tests"][test_set].get(METRICS[metric].key) if result else None
-                records.append({"row": cell.row, "metric": metric, "column": label, "seed": cell.seed,
-                                "value": float("nan") if value is None else value})
-    return pd.DataFrame(records)
+                base = {"row": cell.row, "metric": metric, "column": label, "seed": cell.seed}
+                if metric == "psnr":
+                    records += [{**base, "image": clean_id(image), "value": value} for image, value in scores.psnr.items()]
+                elif (value := getattr(scores, METRICS[metric].key)) is not None:
+                    records.append({**base, "image": None, "value": value})
+    return pd.DataFrame(records, columns=["row", "metric", "column", "seed", "image", "value"])
+
+
+def per_image(values: pd.DataFrame) -> pd.Series:
+    """One cell's image scores: each clean image's mean over its seeds and noise draws."""
+    return values.groupby("image", sort=True)["value"].mean()
+
+
+def cell_statistics(values: pd.DataFrame) -> dict[str, float]:
+    """mean, 95% bootstrap CI over images, n_images, n_seeds and the between-seed std of one cell's values
+    (a per-cell metric: the mean over seeds, no CI)."""
+    seeds = values.groupby("seed")["value"].mean()
+    images = per_image(values) if values["image"].notna().all() else pd.Series(dtype=float)
+    interval = statistics.mean_ci(images.to_numpy()) if len(images) else statistics.Interval(
+        float(seeds.mean()), float("nan"), float("nan"))
+    return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "n_images": len(images),
+            "n_seeds": len(seeds), "seed_std": statistics.seed_std(seeds.to_numpy())}
+
+
+def compare(images: dict[str, pd.Series], against: str) -> pd.DataFrame:
+    """Each other row against row `against` on their common images: mean paired difference (row minus
+    `against`), its CI, the test, its p-value and the Holm-adjusted p-value over these comparisons."""
+    records = []
+    for row, scores in images.items():
+        if row == against:
+            continue
+        common = scores.index.intersection(images[against].index)
+        paired = statistics.paired_difference(scores[common].to_numpy(), images[against][common].to_numpy())
+        records.append({"row": row, "difference": paired.interval.mean, "ci_low": paired.interval.low,
+                        "ci_high": paired.interval.high, "n_images": paired.n_images, "test": paired.test,
+                        "p": paired.p_value})
+    frame = pd.DataFrame(records, columns=["row", "difference", "ci_low", "ci_high", "n_images", "test", "p"])
+    frame["p_holm"] = statistics.holm(frame["p"].tolist())
+    return frame.set_index("row")
+
+
+def ties_with_best(images: dict[str, pd.Series]) -> set[str]:
+    """The rows whose PSNR is not significantly below the row with the highest mean (paired test, Holm
+    over the column's comparisons, alpha 0.05); the best row itself included."""
+    images = {row: scores for row, scores in images.items() if len(scores)}
+    if not images:
+        return set()
+    best = max(images, key=lambda row: images[row].mean())
+    comparisons = compare(images, best)
+    return {best, *comparisons.index[~(comparisons["p_holm"] < statistics.ALPHA)]}
 
 
 @dataclass
 class Report:
-    """Rows (row label, metric) by columns: ours (mean over seeds) and, beside each, the paper's;
-    n/a notes and failure reasons by (row label, column)."""
+    """Rows (row label, metric) by columns: ours (mean over images of the seed-averaged image scores) and,
+    beside each, the paper's; `stats`: one row per (row label, metric, column) with the mean, CI, counts,
+    between-seed std, paper number, delta and whether it ties with the column's best; n/a notes and
+    failure reasons by (row label, column); `images`: the image scores by (column, row label); `undecided`:
+    the columns whose (images, comparisons) are too few for any paired test to be significant."""
 
     table: pd.DataFrame
     not_applicable: dict[tuple[str, str], str]
@@ -70,10 +135,15 @@ class Report:
     paper_columns: frozenset[str]
     dataset_notes: list[str]
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
+    stats: pd.DataFrame = field(default_factory=pd.DataFrame)
+    images: dict[str, dict[str, pd.Series]] = field(default_factory=dict)
+    undecided: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def cell_text(self, key: tuple[str, str], column: str, value: float) -> str:
-        """A field: the number; 'n/a' for a cell that does not apply; 'failed' for one whose run (of
-        any seed) failed; '' for one not yet run; '-' where the paper has no number."""
+        """A field: `mean +- half-width of the 95% CI` (bold when it ties with the column's best), the
+        paper's number with our difference to it in brackets, 'n/a' for a cell that does not apply,
+        'failed' for one whose run (of any seed) failed, '' for one not yet run, '-' where the paper has
+        no number."""
         if (key[0], column) in self.not_applicable:
             return "n/a"
         if (key[0], column) in self.failed:
@@ -81,7 +151,21 @@ class Report:
         if pd.isna(value):
             return "-" if column in self.paper_columns else ""
         metric = METRICS[key[1]]
-        return f"{value * metric.scale:.{metric.decimals}f}"
+        number = f"{value * metric.scale:.{metric.decimals}f}"
+        if column in self.paper_columns:
+            ours = self.rows.get((*key, column.rsplit(" paper (", 1)[0]))
+            if ours is None:
+                return number
+            return f"{number} ({(ours['mean'] - value) * metric.scale:+.{metric.decimals}f})"
+        row = self.rows[(*key, column)]
+        if not pd.isna(row["ci_low"]):
+            number += f" +- {(row['ci_high'] - row['ci_low']) / 2 * metric.scale:.{metric.decimals}f}"
+        return f"**{number}**" if row["tie"] else number
+
+    @cached_property
+    def rows(self) -> dict[tuple[str, str, str], pd.Series]:
+        """The statistics by (row label, metric, column)."""
+        return {key: row for key, row in self.stats.iterrows()}
 
     def text(self) -> pd.DataFrame:
         """The table as printed, with the metric level dropped when there is only one metric."""
@@ -91,30 +175,62 @@ class Report:
             return printed.droplevel("metric")
         return printed.rename(index=lambda key: METRICS[key].label if key in METRICS else key, level="metric")
 
+    def csv(self) -> pd.DataFrame:
+        """The statistics as a long table in the units shown: method, metric, column, mean, ci_low, ci_high,
+        n_images, n_seeds, seed_std, tie_with_best, paper, delta (ours minus the paper's)."""
+        frame = self.stats.reset_index()
+        scale = frame["metric"].map(lambda metric: METRICS[metric].scale)
+        for name in ("mean", "ci_low", "ci_high", "seed_std", "paper", "delta"):
+            frame[name] = (frame[name] * scale).round(4)
+        frame["metric"] = frame["metric"].map(lambda metric: METRICS[metric].label)
+        return frame.rename(columns={"tie": "tie_with_best"})
+
 
 def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Report:
     """The report of the given cells of `spec`, with the paper's column beside each of ours."""
     values = collect(cells, store, spec.metrics)
-    ours = values.groupby(["row", "metric", "column"], sort=False)["value"].mean().unstack("column")
+    groups = {key: group for key, group in values.groupby(["row", "metric", "column"], sort=False)}
+    stats = pd.DataFrame.from_dict({key: cell_statistics(group) for key, group in groups.items()}, orient="index",
+                                   columns=STATS)
+    stats.index = pd.MultiIndex.from_tuples(stats.index, names=["method", "metric", "column"]) if len(stats) else \
+        pd.MultiIndex.from_tuples([], names=["method", "metric", "column"])
+    ours = stats["mean"].unstack("column") if len(stats) else pd.DataFrame()
+    shown = {cell.row for cell in cells}
     index = pd.MultiIndex.from_tuples([(row.label, metric) for row in spec.rows for metric in spec.metrics
-                                       if (row.label, metric) in ours.index], names=["method", "metric"])
+                                       if row.label in shown], names=["method", "metric"])
     reference = paper_numbers(spec.name)
     table = pd.DataFrame(index=index)
     paper_columns = set()
+    paper: dict[tuple[str, str, str], float] = {}
     for cell in {cell.column: cell for cell in cells}.values():
         for test_set, label in table_columns(cell):
-            table[label] = ours.reindex(index)[label]
+            table[label] = ours.reindex(index)[label] if label in ours else np.nan
             column = DATASETS.get(cell.dataset).paper_columns.get(test_set)
             if column and column in reference.columns:
                 paper_columns.add(f"{label} paper ({column})")
                 table[f"{label} paper ({column})"] = reference[column].reindex(index)
+                paper.update({(*key, label): number for key, number in reference[column].reindex(index).dropna().items()})
+    stats["paper"] = [paper.get(key, np.nan) for key in stats.index]
+    stats["delta"] = stats["mean"] - stats["paper"]
+    images: dict[str, dict[str, pd.Series]] = {}
+    for (row, metric, column), group in groups.items():
+        if metric == "psnr":
+            images.setdefault(column, {})[row] = per_image(group)
+    # A column whose images are too few for any paired test to reject gets no marks (its note says why).
+    undecided = {column: (min(len(scores) for scores in rows.values()), len(rows) - 1) for column, rows in images.items()
+                 if not statistics.can_separate(min(len(scores) for scores in rows.values()), len(rows) - 1)}
+    tied = {(row, column) for column, rows in images.items() if column not in undecided for row in ties_with_best(rows)}
+    stats["tie"] = [(row, column) in tied and metric == "psnr" for row, metric, column in stats.index]
     reasons = {(cell.row, label): f"{cell.row} on {cell.column}: {cell.not_applicable}"
                for cell in cells if cell.not_applicable for _, label in table_columns(cell)}
     failures = [(cell, store.failure(cell.id)) for cell in cells if not cell.not_applicable]
     failed = {(cell.row, label): f"{cell.row} on {cell.column} (seed {cell.seed}): {reason}"
               for cell, reason in failures if reason for _, label in table_columns(cell)}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
-    return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells), failed)
+    order = {label: i for i, label in enumerate(table.columns)}
+    stats = stats.reindex(sorted(stats.index, key=lambda key: (index.get_loc(key[:2]), order.get(key[2], 0))))
+    return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells), failed, stats, images,
+                  undecided)
 
 
 def dataset_notes(cells: list[Cell]) -> list[str]:
@@ -122,12 +238,38 @@ def dataset_notes(cells: list[Cell]) -> list[str]:
     stands in for."""
     notes = []
     for cell in {cell.column: cell for cell in cells}.values():
-        dataset = DATASETS.get(cell.dataset)(**{k: v for k, v in cell.config["dataset"].items() if k != "name"})
+        dataset = DATASETS.get(cell.dataset)(**cell.dataset_kwargs)
         paper = " / ".join(dict.fromkeys(dataset.paper_columns.values()))
         role = f"stand-in for the paper's {paper}" if dataset.stand_in else f"the paper's {paper}"
         name = f"`{cell.column}`" + (f" (`{cell.dataset}`)" if cell.column != cell.dataset else "")
-        notes.append(f"- {name}: {dataset.description}; {role}.")
+        draws = f", each test image under {dataset.test_draws} fixed noise draws" if dataset.test_draws > 1 else ""
+        notes.append(f"- {name}: {dataset.description}{draws}; {role}.")
     return notes
+
+
+def uncertainty_note(report: Report) -> list[str]:
+    """What the fields, marks and counts of a table mean, with the seeds and images behind them."""
+    if report.stats.empty:
+        return []
+    psnr = report.stats.xs("psnr", level="metric") if "psnr" in report.stats.index.get_level_values("metric") else None
+    lines = ["Uncertainty: `mean +- h`, the mean over test images of each image's PSNR averaged over seeds and noise "
+             "draws, and h the half-width of its 95% bootstrap confidence interval over test images "
+             f"({statistics.RESAMPLES} seeded resamples; none with one image). **Bold**: not significantly below the "
+             "column's best (paired per-image test against the best: exact sign-flip up to "
+             f"{statistics.EXACT_MAX_IMAGES} images, Wilcoxon signed-rank above; Holm over the column's comparisons; "
+             f"alpha {statistics.ALPHA}). The paper's field holds its number and, in brackets, ours minus it."]
+    if psnr is not None and len(psnr):
+        counts = psnr.groupby("column", sort=False)[["n_images", "n_seeds"]].max()
+        lines += ["", "Seeds and images per column: " + "; ".join(
+            f"{column}: {int(row.n_seeds)} seed(s), {int(row.n_images)} image(s)" for column, row in counts.iterrows())
+            + "."]
+    if report.undecided:
+        lines += ["", "No marks in " + "; ".join(
+            f"{column} ({n} images, {m} comparisons: the sign-flip test's smallest p, 2/2^{n} = "
+            f"{statistics.smallest_p(n):.3g}, times {m} exceeds {statistics.ALPHA})"
+            for column, (n, m) in report.undecided.items())
+            + ": with so few test images no paired test can separate any two methods there, however far apart."]
+    return lines
 
 
 def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
@@ -154,17 +296,85 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
     for kind, heading in (("n/a", "Not applicable:"), ("failed", "Failed (`--retry-failed` runs them again):")):
         if any(k == kind for k, _ in footnotes):
             lines += ["", heading] + [f"{i}. {note}" for i, (k, note) in enumerate(footnotes, start=1) if k == kind]
+    note = uncertainty_note(report)
+    if note:
+        lines += ["", *note]
     lines += ["", "Datasets:", *report.dataset_notes]
     if report.missing:
         lines += ["", f"{report.missing} cell(s) have not finished; their fields are empty."]
     return "\n".join(lines) + "\n"
 
 
-def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultStore, results_dir: Path) -> pd.DataFrame:
-    """Write results/<table>.csv and .md for the given cells; returns the table as printed (text fields)."""
+def reference_row(spec: TableSpec, reference: str | None) -> str | None:
+    """The row label a comparison is made against: `reference` (a row label or method name of the
+    table; an unknown one is a ConfigError), else the default `noise2same` where the table has it."""
+    for row in spec.rows:
+        if (reference or DEFAULT_REFERENCE) in (row.label, row.method):
+            return row.label
+    if reference is not None:
+        raise ConfigError(f"--reference {reference!r} is not a row of {spec.name}; its rows: "
+                          + ", ".join(row.label for row in spec.rows))
+    return None
+
+
+def comparison(spec: TableSpec, report: Report, against: str) -> pd.DataFrame:
+    """Every other row against `against` in every column (PSNR): the mean paired per-image difference in
+    dB, its 95% CI, the test and the Holm-adjusted p-value within the column."""
+    frames = []
+    for column in report.images:
+        images = {row: scores for row, scores in report.images[column].items() if len(scores)}
+        if against in images:
+            frames.append(compare(images, against).assign(column=column))
+    if not frames:
+        return pd.DataFrame()
+    order = {row.label: i for i, row in enumerate(spec.rows)}
+    frame = pd.concat(frames).reset_index()
+    frame = frame.sort_values(["row", "column"], key=lambda s: s.map(order) if s.name == "row" else s.map(
+        {c: i for i, c in enumerate(report.images)}), kind="stable")
+    return frame[["row", "column", "difference", "ci_low", "ci_high", "n_images", "test", "p", "p_holm"]]
+
+
+def comparison_markdown(spec: TableSpec, preset: str, against: str, frame: pd.DataFrame) -> str:
+    """The comparison as a table: one row per method, one field per column `+d [low, high] p=...`."""
+    def field_text(row: pd.Series) -> str:
+        if pd.isna(row["ci_low"]):
+            return f"{row['difference']:+.2f} (n={row['n_images']})"
+        mark = "**" if row["p_holm"] < statistics.ALPHA else ""
+        return (f"{mark}{row['difference']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] "
+                f"p={row['p_holm']:.3g}{mark}")
+
+    columns = list(dict.fromkeys(frame["column"]))
+    lines = [f"# {spec.title}: each method minus {against}", "",
+             f"Preset `{preset}`. Field: mean over test images of the paired PSNR difference (method minus {against}) "
+             "in dB, each image's PSNR first averaged over seeds and noise draws; in brackets its 95% paired bootstrap "
+             "interval; p: the paired test's p-value (exact sign-flip up to "
+             f"{statistics.EXACT_MAX_IMAGES} images, Wilcoxon signed-rank above), Holm-adjusted over the column's "
+             f"comparisons; **bold**: significant at alpha {statistics.ALPHA}.", "",
+             "| method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for row, group in frame.groupby("row", sort=False):
+        by_column = {r["column"]: field_text(r) for _, r in group.iterrows()}
+        lines.append(f"| {row} | " + " | ".join(by_column.get(column, "") for column in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultStore, results_dir: Path,
+                 reference: str | None = None) -> pd.DataFrame:
+    """Write results/<table>.md and .csv, the forest plot <table>.png and, where the table has the
+    reference row, <table>_vs_<reference>.md and .csv; returns the table as printed (text fields)."""
+    from benchmark.figures import plot_forest  # figures imports this module's helpers
+
+    against = reference_row(spec, reference)
     report = build_report(spec, cells, store)
     printed = report.text()
     results_dir.mkdir(parents=True, exist_ok=True)
-    printed.to_csv(results_dir / f"{spec.name}.csv")
+    report.csv().to_csv(results_dir / f"{spec.name}.csv", index=False)
     (results_dir / f"{spec.name}.md").write_text(_markdown(spec, preset, report))
+    if "psnr" in spec.metrics and not report.stats.empty:
+        plot_forest(report, spec.title, results_dir / f"{spec.name}.png")
+    if against is not None:
+        frame = comparison(spec, report, against)
+        if not frame.empty:
+            name = f"{spec.name}_vs_{against.replace(' ', '_')}"
+            frame.round(4).to_csv(results_dir / f"{name}.csv", index=False)
+            (results_dir / f"{name}.md").write_text(comparison_markdown(spec, preset, against, frame))
     return printed

@@ -8,17 +8,18 @@ import math
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import submitit
+from filelock import Timeout
+from pytorch_lightning.utilities import rank_zero_only
 
-from benchmark.cell import environment, run_cell
+from benchmark.cell import provenance, run_cell
 from benchmark.launchers import LaunchOptions, Record, run_on_gpus, run_on_slurm
 from benchmark.registry import ConfigError
 from benchmark.spec import Cell, Resources
-from benchmark.store import ResultStore
+from benchmark.store import DoneRecord, FailedRecord, ResultStore, StoreError
 from datamodules import DATASETS
 from datamodules.base import MissingDataError
 from methods import METHODS
@@ -31,7 +32,7 @@ SECONDS_PER_CLASSICAL_CELL = {"input": 1.0, "nlm": 10.0, "bm3d": 60.0}
 
 def patch_pixels(cell: Cell) -> int:
     """Pixels (voxels) of one training patch of a trained cell."""
-    patch = cell.config["train"]["patch_size"]
+    patch = cell.train.patch_size
     return patch ** DATASETS.get(cell.dataset).spatial_dims if isinstance(patch, int) else math.prod(patch)
 
 
@@ -39,9 +40,9 @@ def estimated_seconds(cell: Cell) -> float:
     """A rough cost of a cell on a 2-core CPU (a trained cell: steps x batch x patch pixels x width^2 x passes)."""
     if not cell.trainable:
         return SECONDS_PER_CLASSICAL_CELL.get(cell.method, 30.0)
-    train, backbone = cell.config["train"], cell.config["backbone"]
+    train, backbone = cell.train, cell.backbone
     passes = METHODS.get(cell.method).forward_passes
-    units = train["steps"] * train["batch_size"] * patch_pixels(cell) * backbone["base_channels"] ** 2 * passes
+    units = train.steps * train.batch_size * patch_pixels(cell) * backbone.base_channels ** 2 * passes
     return SECONDS_PER_TRAINED_UNIT * units + 5.0
 
 
@@ -68,23 +69,28 @@ def describe(cell: Cell) -> str:
 
 def training_volume(cell: Cell) -> str:
     """The work a trained cell does: steps x batch x patch pixels x network passes."""
-    train = cell.config["train"]
+    train = cell.train
     passes = METHODS.get(cell.method).forward_passes
-    return f"{train['steps']:,} steps x {train['batch_size']} x {patch_pixels(cell):,} px x {passes} pass(es)"
+    return f"{train.steps:,} steps x {train.batch_size} x {patch_pixels(cell):,} px x {passes} pass(es)"
 
 
-def dry_run(cells: list[Cell], data_dir: Path, echo: Callable[[str], None] = print) -> int:
-    """Print every cell with its resolved config and cost, and what data is missing; 1 if any is, else 0."""
+def dry_run(cells: list[Cell], data_dir: Path, store: ResultStore, echo: Callable[[str], None] = print) -> int:
+    """Print every cell with its resolved config and cost (or that it is stored), and what data is
+    missing for the cells still to run; 1 if any is, else 0."""
+    applicable = [cell for cell in cells if not cell.not_applicable]
+    stored = {cell.id for cell in applicable if store.has(cell.id)}
+    todo = [cell for cell in applicable if cell.id not in stored]
     for cell in cells:
         if cell.not_applicable:
             echo(f"{cell.id}: n/a ({cell.not_applicable})")
             continue
         cost = f"{training_volume(cell)}; " if cell.trainable else ""
-        echo(f"{cell.id}: {cost}about {format_duration(estimated_seconds(cell))} on a 2-core CPU\n    {describe(cell)}")
-    applicable = [cell for cell in cells if not cell.not_applicable]
-    total = sum(estimated_seconds(cell) for cell in applicable)
-    echo(f"{len(cells)} cells, {len(applicable)} to run: about {format_duration(total)} on a 2-core CPU")
-    problems = missing_data(applicable, data_dir)
+        state = "stored" if cell.id in stored else f"{cost}about {format_duration(estimated_seconds(cell))} on a 2-core CPU"
+        echo(f"{cell.id}: {state}\n    {describe(cell)}")
+    total = sum(estimated_seconds(cell) for cell in todo)
+    echo(f"{len(cells)} cells: {len(cells) - len(applicable)} not applicable, {len(stored)} already in {store.root}, "
+         f"{len(todo)} to run: about {format_duration(total)} on a 2-core CPU")
+    problems = missing_data(todo, data_dir)
     for problem in problems.values():
         echo(f"missing data: {problem}")
     return 1 if problems else 0
@@ -102,35 +108,31 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def summary(result: dict) -> str:
+def summary(result: DoneRecord) -> str:
     """'PSNR 27.10 dB', or one figure per test set when there are several."""
-    tests = result["tests"]
+    tests = result.tests
     if len(tests) == 1:
-        return f"PSNR {next(iter(tests.values()))['psnr_mean']:.2f} dB"
-    return "PSNR " + ", ".join(f"{name} {test['psnr_mean']:.2f}" for name, test in tests.items()) + " dB"
+        return f"PSNR {next(iter(tests.values())).psnr_mean:.2f} dB"
+    return "PSNR " + ", ".join(f"{name} {test.psnr_mean:.2f}" for name, test in tests.items()) + " dB"
 
 
 FAILURE_LINES = 25  # lines of the traceback a failed record keeps (the last ones)
 
 
-def failure_record(cell: Cell, error: BaseException) -> Record:
+def failure_record(cell: Cell, error: BaseException) -> FailedRecord:
     """What the store keeps of a cell that raised: its identity and config, the reason in one line (the
     error's last line, which for an error in a DDP process is the original error) and the traceback's tail."""
     lines = [line for line in "".join(traceback.format_exception_only(type(error), error)).splitlines() if line.strip()]
-    return {
-        "id": cell.id, "table": cell.table, "preset": cell.preset, "status": "failed",
-        "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "config": cell.config,
-        "error": lines[-1].strip()[:500],
-        "traceback": "\n".join("".join(traceback.format_exception(error)).splitlines()[-FAILURE_LINES:]),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **environment(),
-    }
+    return FailedRecord(**provenance(cell), error=lines[-1].strip()[:500],
+                        traceback="\n".join("".join(traceback.format_exception(error)).splitlines()[-FAILURE_LINES:]))
 
 
 @dataclass(frozen=True)
 class CellJob(submitit.helpers.Checkpointable):
     """One cell, run and stored: its result, or, if it raises (NaN loss, out of memory, bad data), a
     failed record with the reason. Every launcher runs this, here or pickled into a submitit job; a
-    submitit job that reaches its time limit is requeued and the cell resumes from its checkpoint."""
+    submitit job that reaches its time limit is requeued (up to `--requeues` times under SLURM) and the
+    cell resumes from its checkpoint; past that the launcher stores SLURM's reason through `fail`."""
 
     store: ResultStore
     work_dir: Path
@@ -138,54 +140,104 @@ class CellJob(submitit.helpers.Checkpointable):
     data_dir: Path = Path("data")
     resources: Resources = Resources()
     strategy: str = "ddp_spawn"
+    retry_failed: bool = False
 
     def __call__(self, cell: Cell) -> Record | None:
-        """The record stored for the cell; None in a DDP process other than rank 0, which stores nothing."""
+        """The record stored for the cell (see `claim`); None in a DDP process other than rank 0."""
+        return self.claim(cell)[0]
+
+    def claim(self, cell: Cell, wait: bool = True) -> tuple[Record | None, bool]:
+        """Run and store the cell unless another run has: (its record, whether another run stored it).
+
+        The first process holds the cell's lock while it runs the cell, so no two live runs train it
+        (or read its checkpoints) at once. A run that finds the cell locked waits (`wait`; else raises
+        filelock.Timeout at once) and then returns the record the other run stored, if any, instead
+        of training again. A record that cannot be written raises StoreError naming the cell.
+        """
+        if rank_zero_only.rank != 0:  # a DDP process started by SLURM: its rank 0 holds the lock
+            return (None, True) if self.store.has(cell.id, self.retry_failed) else (self.run(cell), False)
+        with self.store.lock(cell.id, wait=wait):
+            if self.store.has(cell.id, self.retry_failed):
+                return self.store.record(cell.id), True
+            record = self.run(cell)
+            if record is not None:
+                try:
+                    self.store.write(record)
+                except OSError as error:
+                    raise StoreError(f"cell {cell.id} ({cell.dataset} x {cell.method}) finished but could not be "
+                                     f"stored: {error.strerror or error}; the cells stored before it are kept, "
+                                     f"free space in {self.store.root} (or choose --results) and run again") from error
+            return record, False
+
+    def run(self, cell: Cell) -> Record | None:
+        """Run the cell here; a cell that raises gives its failed record."""
         try:
-            record = run_cell(cell, self.work_dir, self.accelerator, self.data_dir, self.resources, self.strategy)
+            return run_cell(cell, self.work_dir, self.accelerator, self.data_dir, self.resources, self.strategy)
         except Exception as error:  # a broken cell must not cost the others
-            record = failure_record(cell, error)
-        if record is not None:
+            return failure_record(cell, error)
+
+    def fail(self, cell: Cell, error: Exception) -> Record:
+        """Store and return the failed record of a cell whose job was ended from outside (SLURM's time limit)."""
+        record = failure_record(cell, error)
+        with self.store.lock(cell.id):
             self.store.write(record)
         return record
 
 
-def outcome_line(cell: Cell, record: Record | None, note: str) -> str:
-    """How a cell ended, in a line (a failure adds its traceback's tail)."""
+def outcome_line(cell: Cell, record: Record | None, note: str, reused: bool = False, verbose: bool = False) -> str:
+    """How a cell ended, in a line: its score (`reused`: computed by another run), or why it failed (and,
+    `verbose`, the traceback's tail)."""
     if record is None:
         return f"INTERRUPTED {cell.id}: {note}; run again to resume it from its checkpoint"
-    if record["status"] == "failed":
-        return f"FAILED {cell.id}: {record['error']}\n{record['traceback']}"
-    resumed = record.get("training", {}).get("resumed_from_step")
-    return (f"{cell.dataset} x {cell.method}: {summary(record)} in {format_duration(record['timings']['total_s'])}"
+    if isinstance(record, FailedRecord):
+        where = f"\n{record.traceback}" if verbose else "; --verbose (or the cell's record) shows the traceback"
+        return f"FAILED {cell.dataset} x {cell.method} ({cell.id}): {record.error}{where}"
+    if reused:
+        return f"{cell.dataset} x {cell.method}: {summary(record)}, computed by another run"
+    resumed = record.training.resumed_from_step if record.training else 0
+    return (f"{cell.dataset} x {cell.method}: {summary(record)} in {format_duration(record.timings.total_s)}"
             + (f" (resumed from its checkpoint at step {resumed})" if resumed else ""))
 
 
-def run_here(todo: list[Cell], job: CellJob, echo: Callable[[str], None]) -> None:
-    """The local launcher: run the cells one by one in this process, with an ETA before each."""
+def run_here(todo: list[Cell], job: CellJob, echo: Callable[[str], None], verbose: bool = False) -> None:
+    """The local launcher: run the cells one by one in this process, with an ETA before each. A cell
+    that another live run holds is put off until the others are done, then waited for."""
     # Measured / estimated seconds so far, per kind (trained or classical), to rescale the estimates.
     spent = {True: 0.0, False: 0.0}
     estimated = {True: 0.0, False: 0.0}
-    for index, cell in enumerate(todo, start=1):
-        eta = sum(estimated_seconds(c) * (spent[c.trainable] / estimated[c.trainable] if estimated[c.trainable] else 1.0)
-                  for c in todo[index - 1:])
-        echo(f"[cell {index}/{len(todo)}] {cell.dataset} x {cell.method} (seed {cell.seed}, {cell.preset}) "
-             f"- ETA for the rest {format_duration(eta)}")
-        started = time.perf_counter()
-        echo(f"[cell {index}/{len(todo)}] {outcome_line(cell, job(cell), '')}")
-        spent[cell.trainable] += time.perf_counter() - started
-        estimated[cell.trainable] += estimated_seconds(cell)
+    pending = list(todo)  # not ended yet
+    deferred: list[Cell] = []
+    for wait, cells in ((False, todo), (True, deferred)):
+        for cell in cells:
+            eta = sum(estimated_seconds(c) * (spent[c.trainable] / estimated[c.trainable] if estimated[c.trainable]
+                                              else 1.0) for c in pending)
+            ended = len(todo) - len(pending)
+            label = f"[cell {ended + 1}/{len(todo)}] {cell.dataset} x {cell.method} (seed {cell.seed}, {cell.preset})"
+            echo(f"{label} - " + ("waiting for the run that holds it" if wait
+                                  else f"ETA for the rest {format_duration(eta)}"))
+            started = time.perf_counter()
+            try:
+                record, reused = job.claim(cell, wait=wait)
+            except Timeout:
+                echo(f"{label} is being run by another process; coming back to it after the others")
+                deferred.append(cell)
+                continue
+            pending.remove(cell)
+            echo(f"[cell {ended + 1}/{len(todo)}] {outcome_line(cell, record, '', reused, verbose)}")
+            spent[cell.trainable] += time.perf_counter() - started
+            estimated[cell.trainable] += estimated_seconds(cell)
 
 
 def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator: str = "auto",
               data_dir: Path = Path("data"), echo: Callable[[str], None] = print, resources: Resources = Resources(),
-              launch: LaunchOptions = LaunchOptions(), retry_failed: bool = False) -> list[str]:
+              launch: LaunchOptions = LaunchOptions(), retry_failed: bool = False, verbose: bool = False) -> list[str]:
     """Run every cell not yet in the store (and those stored as failed, with `retry_failed`) through
     the launcher; returns the ids of the applicable cells without a result at the end.
 
     A cell that raises is stored as failed with its reason and the others still run; a cell whose
     process dies (killed, preempted) stores nothing and resumes from its checkpoint on the next run; an
-    interrupt stops at once, leaving every finished cell in the store.
+    interrupt stops at once, leaving every finished cell in the store. The store is checked writable
+    before any cell runs; a record that cannot be written later stops the table (StoreError).
     """
     if resources.nodes > 1 and launch.launcher != "slurm":
         raise ConfigError(f"{resources.nodes} nodes per cell need --launcher slurm; "
@@ -193,7 +245,8 @@ def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator
     applicable = [cell for cell in cells if not cell.not_applicable]
     for cell in applicable:
         if cell.trainable:
-            resources.per_device_batch(cell.config["train"]["batch_size"])
+            resources.per_device_batch(cell.train.batch_size)
+    store.check_writable()
     todo = [cell for cell in applicable if not store.has(cell.id, retry_failed)]
     failed_before = 0 if retry_failed else sum(store.failure(cell.id) is not None for cell in applicable)
     echo(f"{len(cells)} cells: {len(cells) - len(applicable)} not applicable, "
@@ -204,16 +257,17 @@ def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator
         skipped = [cell for cell in todo if cell.dataset == dataset]
         echo(f"skipping the {len(skipped)} cell(s) of {problem}")
         todo = [cell for cell in todo if cell.dataset != dataset]
-    job = CellJob(store, work_dir, accelerator, data_dir, resources, "ddp" if launch.launcher == "slurm" else "ddp_spawn")
+    job = CellJob(store, work_dir, accelerator, data_dir, resources,
+                  "ddp" if launch.launcher == "slurm" else "ddp_spawn", retry_failed)
     finished = 0
 
     def progress(cell: Cell, record: Record | None, note: str) -> None:
         nonlocal finished
         finished += 1
-        echo(f"[{finished}/{len(todo)} ended] {outcome_line(cell, record, note)}")
+        echo(f"[{finished}/{len(todo)} ended] {outcome_line(cell, record, note, verbose=verbose)}")
 
     if launch.launcher == "local":
-        run_here(todo, job, echo)
+        run_here(todo, job, echo, verbose)
     elif todo and launch.launcher == "gpus":
         run_on_gpus(todo, job, resources, launch, work_dir / "submitit", progress)
     elif todo:

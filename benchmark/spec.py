@@ -11,11 +11,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_type_hints
 
 import yaml
+from pydantic import AfterValidator, Field, PositiveFloat, PositiveInt
 
-from benchmark.registry import ConfigError, UnknownNameError, resolve_kwargs
+from benchmark.registry import ConfigError, UnknownNameError, checked, resolve_kwargs
 from datamodules import DATASETS
 from methods import METHODS
 from methods.unet import UNetConfig
@@ -27,6 +29,11 @@ PRESET_SECTIONS = frozenset({"seeds", "train", "backbone", "methods", "datasets"
                              "batch_scale", "resources"})
 RUNNER_DATA_ARGS = frozenset({"data_dir", "train_keys", "batch_size", "patch_size", "train_samples", "seed",
                               "num_workers"})
+SPEC_KEYS = frozenset({"title", "kind", "metrics", "methods", "presets"})
+# A seed seeds numpy's and torch's generators, which take values in [0, 2^32).
+Seed = Annotated[int, Field(ge=0, lt=2 ** 32)]
+# Lightning's precision names (its `Trainer(precision=...)`).
+Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
 @dataclass(frozen=True)
@@ -35,13 +42,13 @@ class TrainConfig:
     Adam's learning rate and the steps after which it halves, validation interval in steps and
     Lightning precision."""
 
-    steps: int = 1000
-    batch_size: int = 16
-    patch_size: int | list[int] = 64
-    lr: float = 4e-4
-    lr_halving_steps: int = 5000
-    val_every: int = 250
-    precision: str = "32-true"
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 16
+    patch_size: PositiveInt | list[PositiveInt] = 64
+    lr: PositiveFloat = 4e-4
+    lr_halving_steps: PositiveInt = 5000
+    val_every: PositiveInt = 250
+    precision: Precision = "32-true"
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,17 @@ class EvaluationConfig:
     network (paper, eq. 5); test_every, the test PSNR every so many training steps (a curve)."""
 
     d_f: bool = False
-    test_every: int | None = None
+    test_every: PositiveInt | None = None
+
+
+def compile_backend(name: str) -> str:
+    """A torch.compile backend's name, checked against those torch registers (ValueError otherwise)."""
+    import torch._dynamo  # slow to import: only when a spec names a backend
+
+    backends = torch._dynamo.list_backends(exclude_tags=())
+    if name not in backends:
+        raise ValueError(f"unknown torch.compile backend; valid backends: {', '.join(backends)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ class SpeedConfig:
     backend's name); bf16 is `train.precision: bf16-mixed`."""
 
     channels_last: bool = False
-    compile: bool | str = False
+    compile: bool | Annotated[str, AfterValidator(compile_backend)] = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,26 @@ class Cell:
         return "train" in self.config
 
     @property
+    def train(self) -> TrainConfig:
+        """The training run of a trained cell (a classical cell has none: KeyError)."""
+        return TrainConfig(**self.config["train"])
+
+    @property
+    def backbone(self) -> UNetConfig:
+        """The backbone of a trained cell."""
+        return UNetConfig(**self.config["backbone"])
+
+    @property
+    def method_kwargs(self) -> dict[str, Any]:
+        """The method's keyword arguments (every hyperparameter, defaults filled in)."""
+        return {k: v for k, v in self.config["method"].items() if k != "name"}
+
+    @property
+    def dataset_kwargs(self) -> dict[str, Any]:
+        """The dataset's keyword arguments (every setting, defaults filled in)."""
+        return {k: v for k, v in self.config["dataset"].items() if k != "name"}
+
+    @property
     def speed(self) -> SpeedConfig:
         return SpeedConfig(**self.config.get("speed", {}))
 
@@ -163,13 +200,22 @@ def parse_rows(entries: list[Any], table: str) -> list[Row]:
     for entry in entries:
         if isinstance(entry, str):
             rows.append(Row(entry, entry))
+        elif not isinstance(entry, dict):
+            raise ConfigError(f"{table}: methods: {entry!r} is not a row; a row is a method name or "
+                              "{label: {method: name, <its keyword arguments>}}")
         elif "generate" in entry:
             arguments = {k: v for k, v in entry.items() if k != "generate"}
             if entry["generate"] not in ROW_GENERATORS:
                 raise UnknownNameError(f"{table}: unknown row generator {entry['generate']!r}; "
                                        f"valid generators: {', '.join(ROW_GENERATORS)}")
-            rows += ROW_GENERATORS[entry["generate"]](**arguments)
+            try:
+                rows += ROW_GENERATORS[entry["generate"]](**arguments)
+            except TypeError as error:
+                raise ConfigError(f"{table}: row generator {entry['generate']}: {error}") from None
         else:
+            if len(entry) != 1 or not isinstance(next(iter(entry.values())), dict):
+                raise ConfigError(f"{table}: methods: {entry!r} is not a row; a labelled row is "
+                                  "{label: {method: name, <its keyword arguments>}}")
             (label, body), = entry.items()
             body = dict(body)
             rows.append(Row(label, body.pop("method", label), body, body.pop("train", {}),
@@ -202,12 +248,21 @@ class TableSpec:
 
     @classmethod
     def load(cls, name: str) -> "TableSpec":
-        """The spec shipped as benchmark/specs/<name>.yaml; an unknown name lists the known ones."""
-        specs = resources.files("benchmark") / "specs"
-        known = sorted(p.name.removesuffix(".yaml") for p in specs.iterdir() if p.name.endswith(".yaml"))
-        if name not in known:
-            raise UnknownNameError(f"unknown table {name!r}; valid tables: {', '.join(known)}")
-        raw = yaml.safe_load((specs / f"{name}.yaml").read_text())
+        """A spec: one shipped as benchmark/specs/<name>.yaml, or a YAML file given by its path (anything
+        ending in .yaml or .yml, or naming a file); an unknown name lists the known ones."""
+        path = Path(name)
+        if name.endswith((".yaml", ".yml")) or path.is_file():
+            if not path.is_file():
+                raise ConfigError(f"spec file {name} does not exist; give the path of a YAML spec, or a packaged "
+                                  "table name such as table3")
+            raw, name = read_yaml(path, str(path)), path.stem
+        else:
+            specs = resources.files("benchmark") / "specs"
+            known = sorted(p.name.removesuffix(".yaml") for p in specs.iterdir() if p.name.endswith(".yaml"))
+            if name not in known:
+                raise UnknownNameError(f"unknown table {name!r}; valid tables: {', '.join(known)} "
+                                       "(or the path of a spec file, e.g. ./my.yaml)")
+            raw = read_yaml(specs / f"{name}.yaml", f"benchmark/specs/{name}.yaml")
         if raw.get("kind", "table") not in KINDS:
             raise ConfigError(f"{name}: unknown kind {raw['kind']!r}; valid kinds: {', '.join(KINDS)}")
         return cls(name=name, title=raw.get("title", name), rows=parse_rows(raw["methods"], name),
@@ -245,7 +300,13 @@ class TableSpec:
     def columns(self, preset: str) -> dict[str, dict[str, Any]]:
         """Column label -> its settings (with `name`, the registered dataset), in order, under `preset`."""
         columns = {}
-        for label, settings in (self.preset(preset).get("datasets") or {}).items():
+        given = self.preset(preset).get("datasets")
+        if not isinstance(given, dict) or not given:
+            raise ConfigError(f"{self.name}, preset {preset!r}: datasets: must map each column to its dataset "
+                              f"settings, e.g. {{natural-gray: {{}}}}, got {given!r}")
+        for label, settings in given.items():
+            if settings is not None and not isinstance(settings, dict):
+                raise ConfigError(f"{self.name}, preset {preset!r}, datasets.{label}: expected a mapping, got {settings!r}")
             settings = dict(settings or {})
             settings.setdefault("name", label)
             DATASETS.get(settings["name"])
@@ -275,11 +336,14 @@ class TableSpec:
                 raise ConfigError(f"dataset {name!r} is not in {self.name} under preset {preset!r}; "
                                   f"its datasets: {', '.join(columns)}")
         rows = [row for row in self.rows if not methods or row.label in methods or row.method in methods]
+        all_seeds = check_seeds(seeds or settings.get("seeds", [0]), f"{self.name}, preset {preset!r}, seeds")
         cells = []
         for column in datasets or columns:
             for row in rows:
-                for seed in seeds or settings.get("seeds", [0]):
-                    config = resolve_config(settings, columns[column], row, seed, preset, overrides)
+                # A classical method draws nothing: its first seed stands for all of them.
+                for seed in all_seeds if METHODS.get(row.method).trainable else all_seeds[:1]:
+                    config = resolve_config(settings, columns[column], row, seed, f"{self.name}, preset {preset!r}",
+                                            overrides)
                     data = DATASETS.get(config["dataset"]["name"])(
                         **{k: v for k, v in config["dataset"].items() if k != "name"})
                     cells.append(Cell(self.name, preset, config, METHODS.get(row.method).not_applicable_to(data),
@@ -287,7 +351,7 @@ class TableSpec:
         return cells
 
 
-def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, seed: int, preset: str,
+def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, seed: int, where: str,
                    overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The full config of one cell: dataset and method keyword arguments with their defaults, and,
     for a trainable method, the training run, backbone and (when asked) extra evaluation and speed
@@ -295,27 +359,34 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
     overrides = overrides or {}
     dataset, method = column["name"], row.method
     dataset_cls, method_cls = DATASETS.get(dataset), METHODS.get(method)
-    where = f"preset {preset!r}"
     unknown = sorted(set(column) - {"name", "dataset", "train", "backbone", "methods"})
     if unknown:
         raise ConfigError(f"{where}, dataset {dataset}: unknown section(s) {', '.join(unknown)}; "
                           "valid sections: name, dataset, train, backbone, methods")
-    method_args = _merge(settings.get("methods", {}).get(method), column.get("methods", {}).get(method), row.kwargs)
+    unknown = sorted(set(settings) - PRESET_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; "
+                          f"valid sections: {', '.join(sorted(PRESET_SECTIONS))}")
+    for section, values in [*((key, settings.get(key)) for key in PRESET_SECTIONS - {"seeds", "batch_scale"}),
+                            *((f"datasets.{column['name']}.{key}", column.get(key)) for key in ("dataset", "train",
+                                                                                             "backbone", "methods"))]:
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"{where}, {section}: expected a mapping (key: value), got {values!r}")
+    method_args = _merge((settings.get("methods") or {}).get(method), (column.get("methods") or {}).get(method),
+                         row.kwargs)
     config: dict[str, Any] = {
-        "dataset": {"name": dataset, **resolve_kwargs(dataset_cls, column.get("dataset", {}),
+        "dataset": {"name": dataset, **resolve_kwargs(dataset_cls, column.get("dataset") or {},
                                                       f"{where}, dataset {dataset}", RUNNER_DATA_ARGS)},
         "method": {"name": method, **resolve_kwargs(method_cls, method_args, f"{where}, method {method}",
                                                     RUNNER_METHOD_ARGS)},
         "seed": seed,
     }
-    unknown = sorted(set(settings) - PRESET_SECTIONS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; valid sections: {', '.join(sorted(PRESET_SECTIONS))}")
     if method_cls.trainable:
         train = _build(TrainConfig, _merge(settings.get("train"), column.get("train"), row.train, overrides.get("train")),
                        f"{where}, train")
         if "batch_scale" in settings:  # one factor for every row's batch (Figure 3 on a CPU)
-            train = replace(train, batch_size=max(1, round(train.batch_size * settings["batch_scale"])))
+            scale = checked(PositiveFloat, settings["batch_scale"], f"{where}.batch_scale")
+            train = replace(train, batch_size=max(1, round(train.batch_size * scale)))
         config["train"] = asdict(train)
         config["backbone"] = asdict(_build(UNetConfig, _merge(settings.get("backbone"), column.get("backbone")),
                                            f"{where}, backbone"))
@@ -328,9 +399,46 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """A dataclass from spec values; unknown keys raise ConfigError naming the valid ones."""
+    """A dataclass from spec values, each checked against its field's type and range; unknown keys and
+    bad values raise ConfigError naming the key (`<where>.steps: -4 is not valid: ...`)."""
     valid = sorted(f.name for f in fields(cls))
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of {', '.join(valid)}, got {values!r}")
     unknown = sorted(set(values) - set(valid))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
-    return cls(**values)
+    hints = get_type_hints(cls, include_extras=True)
+    return cls(**{key: checked(hints[key], value, f"{where}.{key}") for key, value in values.items()})
+
+
+def check_seeds(seeds: Any, where: str) -> list[int]:
+    """Seeds as given, each a whole number in [0, 2^32), duplicates dropped; an empty list is an error."""
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{where}: {seeds!r} is not a non-empty list of seeds, e.g. [0, 1, 2]")
+    return list(dict.fromkeys(checked(Seed, seed, f"{where}") for seed in seeds))
+
+
+def read_yaml(path: Path | Any, shown: str) -> dict[str, Any]:
+    """A spec file's mapping; a YAML error, an empty file or another top-level type gives one ConfigError
+    line naming the file (and the line, for a syntax error or a tag safe_load refuses)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        line = f", line {error.problem_mark.line + 1}" if error.problem_mark else ""
+        raise ConfigError(f"{shown}{line}: {error.problem or error.context}; fix the YAML") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{shown}: not a YAML spec ({str(error).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: a spec is a YAML mapping with methods: and presets:, got "
+                          f"{'an empty file' if raw is None else type(raw).__name__}")
+    unknown = sorted(set(raw) - SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"{shown}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(SPEC_KEYS))}")
+    for key, kind in (("methods", list), ("presets", dict)):
+        if not isinstance(raw.get(key), kind) or not raw[key]:
+            example = "a list of rows, e.g. [noise2same, noise2void]" if key == "methods" else "a mapping of presets"
+            raise ConfigError(f"{shown}: {key}: must be {example}, got {raw.get(key)!r}")
+    for preset, settings in raw["presets"].items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{shown}: preset {preset!r} must be a mapping of sections, got {settings!r}")
+    return raw

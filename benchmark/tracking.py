@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import WandbLogger
 from benchmark.figures import bar_chart
 from benchmark.report import METRICS, build_report
 from benchmark.spec import Cell, TableSpec
-from benchmark.store import ResultStore
+from benchmark.store import ResultStore, TestScores
 from datamodules.evaluation import Evaluation
 
 PROJECT = "noise2same-bench"
@@ -58,15 +58,15 @@ def cell_logger(cell: Any, save_dir: Path) -> WandbLogger | None:
     return WandbLogger(experiment=run)
 
 
-def log_test(run: Any, evaluations: dict[str, Evaluation], tests: dict[str, dict[str, Any]]) -> None:
+def log_test(run: Any, evaluations: dict[str, Evaluation], tests: dict[str, TestScores]) -> None:
     """Log a cell's test results on its run, then finish it: each test set's mean PSNR (and D(f) where
     measured) in the summary; `test/images`, a table with one row per test image (test set, id, PSNR,
     and noisy, denoised and clean for the first few); those few as noisy | denoised | clean strips,
     `test/samples`."""
     for name, test in tests.items():
-        run.summary[f"{name}/psnr"] = test["psnr_mean"]
-        if "d_f" in test:
-            run.summary[f"{name}/d_f"] = test["d_f"]
+        run.summary[f"{name}/psnr"] = test.psnr_mean
+        if test.d_f is not None:
+            run.summary[f"{name}/d_f"] = test.d_f
     table = wandb.Table(columns=["test set", "id", "psnr", "noisy", "denoised", "clean"])
     strips = []
     for name, evaluation in evaluations.items():

@@ -19,6 +19,7 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pydantic import PositiveInt
 from torch import distributed
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
@@ -119,7 +120,9 @@ class DenoisingDataModule(pl.LightningDataModule):
     Common keyword arguments (set by the runner, not by a spec's dataset section): data_dir (the
     folder real datasets are read from), train_keys, batch_size, patch_size (one int for every spatial
     axis, or one per axis), train_samples (patches per epoch), seed (patch draws; the dataset's own
-    noise has its own fixed seed), num_workers.
+    noise has its own fixed seed), num_workers. Set by a spec's dataset section: test_draws (each clean
+    test image scored under that many fixed noise draws, ids `<id>@draw<k>`, as Laine et al. score Kodak
+    x10; only for datasets whose test noise is synthetic, see `test_draw`).
     """
 
     channels: ClassVar[int] = 1
@@ -143,7 +146,7 @@ class DenoisingDataModule(pl.LightningDataModule):
 
     def __init__(self, *, data_dir: str | Path = "data", train_keys: frozenset[str] = frozenset({"noisy"}),
                  batch_size: int = 16, patch_size: int | tuple[int, ...] = 64, train_samples: int = 1024,
-                 seed: int = 0, num_workers: int = 0) -> None:
+                 seed: int = 0, num_workers: int = 0, test_draws: PositiveInt = 1) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.train_keys = frozenset(train_keys)
@@ -152,6 +155,7 @@ class DenoisingDataModule(pl.LightningDataModule):
         self.train_samples = train_samples
         self.seed = seed
         self.num_workers = num_workers
+        self.test_draws = test_draws
         self._splits: dict[str, Split] | None = None
 
     @property
@@ -180,12 +184,33 @@ class DenoisingDataModule(pl.LightningDataModule):
     def load_splits(self) -> dict[str, Split]:
         """The 'train' and 'val' splits and one split per name in `test_sets`."""
 
+    def test_noise(self, test_set: str) -> tuple[NoiseModel, int, int] | None:
+        """(noise model, seed, split tag) that made the noisy images of `test_set` by `noisy_draw`, so that
+        further draws can be made (draw k >= 1 of image i is noisy_draw(..., i, k + 1): never the noisy or
+        noisy2 draw); None (the default) where the test images' noise is fixed (real noisy photographs)."""
+        return None
+
     @property
     def splits(self) -> dict[str, Split]:
         if self._splits is None:
             self.check_files()
-            self._splits = self.load_splits()
+            splits = self.load_splits()
+            if self.test_draws > 1:
+                splits.update({name: self._repeated(name, splits[name]) for name in self.test_sets})
+            self._splits = splits
         return self._splits
+
+    def _repeated(self, test_set: str, split: Split) -> Split:
+        """The test split with each clean image under `test_draws` noise draws: draw 0 is the split's own
+        noisy image, draws 1 to test_draws - 1 are further draws of the same noise model."""
+        noise = self.test_noise(test_set)
+        if noise is None or split.clean is None:
+            raise ConfigError(f"{self.name}: test_draws {self.test_draws} needs test noise this dataset can draw "
+                              "again (natural-gray, natural-rgb can); leave test_draws at 1 here")
+        count = len(split.ids) * self.test_draws
+        return Split(noisy=LazyImages(partial(_repeated_noisy, split.noisy, split.clean, noise, self.test_draws), count),
+                     ids=[draw_id(image_id, k) for image_id in split.ids for k in range(self.test_draws)],
+                     clean=LazyImages(partial(_repeated_clean, split.clean, self.test_draws), count))
 
     def train_dataloader(self) -> DataLoader:
         """Training patches in a fixed order. Under DDP each process takes every world-size-th patch, so
@@ -211,6 +236,31 @@ class DenoisingDataModule(pl.LightningDataModule):
         """Whole validation images; none (Lightning then skips validation) when the val split has no
         clean images to score against."""
         return [] if self.splits["val"].clean is None else self.eval_dataloader("val")
+
+
+DRAW_SUFFIX = "@draw"
+
+
+def draw_id(image_id: str, draw: int) -> str:
+    """The id of noise draw `draw` of a test image: `<id>@draw<k>`."""
+    return f"{image_id}{DRAW_SUFFIX}{draw}"
+
+
+def clean_id(image_id: str) -> str:
+    """The clean image a scored id belongs to: `<id>` of `<id>@draw<k>`, the id itself otherwise."""
+    stem, suffix, draw = image_id.rpartition(DRAW_SUFFIX)
+    return stem if suffix and draw.isdigit() else image_id
+
+
+def _repeated_noisy(noisy: Sequence[Array], clean: Sequence[Array], noise: tuple[NoiseModel, int, int], draws: int,
+                    j: int) -> Array:
+    index, draw = divmod(j, draws)
+    model, seed, split_tag = noise
+    return noisy[index] if draw == 0 else noisy_draw(clean[index], model, seed, split_tag, index, draw + 1)
+
+
+def _repeated_clean(clean: Sequence[Array], draws: int, j: int) -> Array:
+    return clean[j // draws]
 
 
 def noisy_draw(clean: Array, noise: NoiseModel, seed: int, split_tag: int, index: int, draw: int) -> Array:

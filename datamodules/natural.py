@@ -6,7 +6,7 @@ converted with ITU-R 601 luma weights (skimage.color.rgb2gray).
 natural-rgb stands in for ImageNet: the RGB photographs in [0, 1] with ImageNet's noise recipe and
 protocol (prediction min-maxed jointly over channels, data range 1).
 In both, train, validation and test images are disjoint; each image's two noisy draws are fixed by
-`data_seed`.
+`data_seed`, and so are the further draws of each test image that `test_draws` asks for.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ class NaturalGray(DenoisingDataModule):
     def load_splits(self) -> dict[str, Split]:
         return bundled_splits(NATURAL_GRAY_SPLITS, bundled_gray, Gaussian(self.sigma), self.max_size, self.data_seed)
 
+    def test_noise(self, test_set: str) -> tuple[NoiseModel, int, int]:
+        return Gaussian(self.sigma), self.data_seed, list(NATURAL_GRAY_SPLITS).index("test")
+
 
 @register_dataset("natural-rgb")
 class NaturalRGB(DenoisingDataModule):
@@ -121,3 +124,6 @@ class NaturalRGB(DenoisingDataModule):
 
     def load_splits(self) -> dict[str, Split]:
         return bundled_splits(NATURAL_RGB_SPLITS, bundled_rgb, imagenet_noise(), self.max_size, self.data_seed)
+
+    def test_noise(self, test_set: str) -> tuple[NoiseModel, int, int]:
+        return imagenet_noise(), self.data_seed, list(NATURAL_RGB_SPLITS).index("test")

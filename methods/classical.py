@@ -10,6 +10,7 @@ from typing import Sequence
 
 import bm3d
 import numpy as np
+from pydantic import PositiveFloat, PositiveInt
 from skimage.restoration import denoise_nl_means, estimate_sigma
 from torch import Tensor
 
@@ -41,7 +42,7 @@ def estimated_sigma(image: np.ndarray) -> float:
 class NonLocalMeans(ClassicalDenoiser):
     """Non-local means (Buades et al. 2005), scikit-image's fast variant: filter strength h = h_factor * sigma_hat."""
 
-    def __init__(self, h_factor: float = 0.8, patch_size: int = 5, patch_distance: int = 6) -> None:
+    def __init__(self, h_factor: PositiveFloat = 0.8, patch_size: PositiveInt = 5, patch_distance: PositiveInt = 6) -> None:
         self.h_factor = h_factor
         self.patch_size = patch_size
         self.patch_distance = patch_distance

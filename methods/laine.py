@@ -57,12 +57,14 @@ class Laine(BlindSpotDenoiser):
 def gaussian_prior(out: Tensor, channels: int) -> tuple[Tensor, Tensor]:
     """Split a (B, C + C(C+1)/2, *S) network output into the prior mean mu (B, *S, C) and covariance
     Sigma_x = A^T A (B, *S, C, C), in float64, channels last. The last C(C+1)/2 channels are the upper
-    triangle of A, row by row (grey: Sigma_x = a^2)."""
+    triangle of A, row by row (grey: Sigma_x = a^2). A is placed by a 0/1 matrix product (exact), which
+    keeps the function free of the input's shape, so that traced exports (TorchScript, ONNX) take any size."""
     out = out.double().movedim(1, -1)
     mu, entries = out[..., :channels], out[..., channels:]
-    a = entries.new_zeros(*entries.shape[:-1], channels, channels)
-    rows, cols = torch.triu_indices(channels, channels)
-    a[..., rows, cols] = entries
+    upper = [row * channels + col for row in range(channels) for col in range(row, channels)]
+    place = torch.tensor([[float(j == i) for j in range(channels * channels)] for i in upper], dtype=out.dtype,
+                         device=out.device)
+    a = (entries @ place).unflatten(-1, (channels, channels))
     return mu, a.transpose(-1, -2) @ a
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import AfterValidator, Field
 from torch import Tensor
 
 
@@ -37,10 +39,13 @@ def sample_stratified_mask(shape: torch.Size | tuple[int, ...], fraction: float,
     offsets = torch.randint(0, side, (*batch_shape, starts.shape[0], len(spatial)),
                             generator=generator, device=device)
     points = starts + offsets
-    inside = (points < torch.tensor(spatial, device=device)).all(dim=-1)
+    # Row-major flat index and the in-image test, axis by axis with Python-int sizes: no host-to-device copy.
+    flat_index, inside = torch.zeros_like(points[..., 0]), torch.ones_like(points[..., 0], dtype=torch.bool)
+    for axis, size in enumerate(spatial):
+        flat_index = flat_index * size + points[..., axis]
+        inside &= points[..., axis] < size
     n_pixels = math.prod(spatial)
-    strides = torch.tensor([math.prod(spatial[i + 1:]) for i in range(len(spatial))], device=device)
-    index = torch.where(inside, (points * strides).sum(-1), n_pixels)  # dropped points go to a spare slot
+    index = torch.where(inside, flat_index, n_pixels)  # dropped points go to a spare slot
     flat = torch.zeros(*batch_shape, n_pixels + 1, dtype=torch.bool, device=device)
     flat.scatter_(-1, index, True)
     return flat[..., :n_pixels].reshape(shape)
@@ -104,8 +109,15 @@ class Replacement:
             raise ValueError(f"unknown replacement {text!r}; valid: gaussian:SIGMA, ups:WINDOW, donut, uniform, zero")
         needs_param = kind in ("gaussian", "ups")
         if needs_param != bool(param):
-            raise ValueError(f"replacement {text!r}: {'give a parameter, e.g. gaussian:0.2 or ups:5' if needs_param else f'{kind} takes no parameter'}")
-        return cls(kind, float(param) if param else None)
+            hint = "give a parameter, e.g. gaussian:0.2 or ups:5" if needs_param else f"{kind} takes no parameter"
+            raise ValueError(f"replacement {text!r}: {hint}")
+        try:
+            value = float(param) if param else None
+        except ValueError:
+            value = None
+        if param and not (value is not None and value > 0 and (kind != "ups" or value == int(value))):
+            raise ValueError(f"replacement {text!r}: the parameter must be a positive number (ups: a whole window size)")
+        return cls(kind, value)
 
     def values(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Candidate values at every position (only those on J are used)."""
@@ -121,6 +133,17 @@ class Replacement:
             high = flat.amax(-1).view_as(low)
             return low + (high - low) * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return torch.zeros_like(x)
+
+
+def valid_replacement(text: str) -> str:
+    """The replacement's text if Replacement.parse accepts it (a spec is checked before anything runs)."""
+    Replacement.parse(text)
+    return text
+
+
+# Hyperparameter types of the masked methods, checked when a spec is resolved.
+MaskFraction = Annotated[float, Field(gt=0, le=1)]
+ReplacementName = Annotated[str, AfterValidator(valid_replacement)]
 
 
 @dataclass(frozen=True)

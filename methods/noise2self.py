@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.blind_spot import MaskedBlindSpot
+from methods.masking import MaskFraction, ReplacementName
 from methods.registry import register_method
 
 
@@ -17,7 +18,7 @@ from methods.registry import register_method
 class Noise2SelfNoise(MaskedBlindSpot):
     """J replaced by values drawn uniformly in [min, max] of each standardised sample."""
 
-    def __init__(self, mask_fraction: float = 0.005, replacement: str = "uniform", **common: Any) -> None:
+    def __init__(self, mask_fraction: MaskFraction = 0.005, replacement: ReplacementName = "uniform", **common: Any) -> None:
         super().__init__(mask_fraction=mask_fraction, replacement=replacement, **common)
 
 
@@ -25,5 +26,5 @@ class Noise2SelfNoise(MaskedBlindSpot):
 class Noise2SelfDonut(MaskedBlindSpot):
     """J replaced by the local average of the 3^d neighbourhood without the centre."""
 
-    def __init__(self, mask_fraction: float = 0.005, replacement: str = "donut", **common: Any) -> None:
+    def __init__(self, mask_fraction: MaskFraction = 0.005, replacement: ReplacementName = "donut", **common: Any) -> None:
         super().__init__(mask_fraction=mask_fraction, replacement=replacement, **common)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.blind_spot import MaskedBlindSpot
+from methods.masking import MaskFraction, ReplacementName
 from methods.registry import register_method
 
 
@@ -14,5 +15,5 @@ class Noise2Void(MaskedBlindSpot):
     be the pixel itself (N2V's default 'uniform_withCP'), so f is not strictly J-invariant (paper, Sec. 3.2).
     Loss on J only; inference f(x)."""
 
-    def __init__(self, mask_fraction: float = 0.005, replacement: str = "ups:5", **common: Any) -> None:
+    def __init__(self, mask_fraction: MaskFraction = 0.005, replacement: ReplacementName = "ups:5", **common: Any) -> None:
         super().__init__(mask_fraction=mask_fraction, replacement=replacement, **common)

@@ -4,6 +4,7 @@ network whole (Planaria's 96x1024x1024 test volumes)."""
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -24,6 +25,11 @@ def _windows(size: int, tile: int | None, margin: int, multiple: int) -> list[tu
         low = max(0, start - margin) // multiple * multiple
         pairs.append((slice(low, min(size, end + margin)), slice(start, end)))
     return pairs
+
+
+def tile_count(spatial: Sequence[int], tile: Sequence[int | None], margin: int, multiple: int = 1) -> int:
+    """How many windows `tiled` passes to fn for an input of these spatial sizes (for progress bars)."""
+    return math.prod(len(_windows(size, t, margin, multiple)) for size, t in zip(spatial, tile))
 
 
 def tiled(fn: Callable[[Tensor], Tensor], x: Tensor, tile: Sequence[int | None], margin: int,

@@ -11,10 +11,11 @@ sees only inputs strictly before it along the first spatial axis ("above" it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 
@@ -28,11 +29,11 @@ class UNetConfig:
     convention (the TF code's 0.997 decay is momentum 0.003).
     """
 
-    depth: int = 3
-    base_channels: int = 32
+    depth: PositiveInt = 3
+    base_channels: PositiveInt = 32
     batch_norm: bool = True
     residual: bool = False
-    bn_momentum: float = 0.1
+    bn_momentum: Annotated[float, Field(gt=0, le=1)] = 0.1
 
     @classmethod
     def paper(cls) -> "UNetConfig":
@@ -112,13 +113,17 @@ class ResidualBlock(nn.Module):
         self.norm2 = norm_layer(spatial_dims, out_ch, cfg.batch_norm, cfg.bn_momentum)
         self.conv2 = conv(out_ch, out_ch, 3, padding=1, bias=not cfg.batch_norm)
         self.shortcut = None if in_ch == out_ch else conv(in_ch, out_ch, 1, bias=False)
-        self.act = nn.ReLU()  # not in place: without BN, norm1 is the identity and x must survive for the skip
+        # ReLUs in place where their input is a fresh tensor nothing else reads (BN's backward keeps its input,
+        # a convolution's backward its input, never their outputs): no extra activation written and kept.
+        # Without BN, norm1 is the identity and x must survive for the skip, so the first one is not in place.
+        self.act1 = nn.ReLU(inplace=cfg.batch_norm)
+        self.act2 = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.norm1(x))
+        h = self.act1(self.norm1(x))
         skip = x if self.shortcut is None else self.shortcut(h)
         h = self.conv1(h)
-        h = self.conv2(self.act(self.norm2(h)))
+        h = self.conv2(self.act2(self.norm2(h)))
         return h + skip
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from scipy import stats
 
 from benchmark.cli import main
 from benchmark.figures import FIGURES, figure4_data
 from benchmark.spec import KINDS, Cell, TableSpec
 from benchmark.store import ResultStore
+from records import done_record
 
 
 def stored_results(results: Path) -> list[dict]:
@@ -37,12 +39,12 @@ def test_table1_reports_d_f_and_psnr_per_replacement(tmp_path, capsys):
     # The blind-spot network is J-invariant: J of one pixel per image here (saturated sampling).
     assert by_row["laine None"]["tests"]["test"]["d_f"] == 0.0
     assert by_row["noise2self_noise gaussian:0.5"]["tests"]["test"]["d_f"] > 1e-5
-    table = pd.read_csv(tmp_path / "table1.csv", index_col=[0, 1])
-    assert list(table.columns) == ["natural-gray", "natural-gray paper (BSD68)"]
-    assert table.loc[("UPS 5x5", "D(f) x1e-3"), "natural-gray paper (BSD68)"] == 18.31  # shown x1e3, as printed
+    table = pd.read_csv(tmp_path / "smoke" / "partial" / "table1.csv", index_col=[0, 1, 2])  # method, metric, column
+    assert set(table.index.get_level_values("column")) == {"natural-gray"}
+    assert table.loc[("UPS 5x5", "D(f) x1e-3", "natural-gray"), "paper"] == 18.31  # shown x1e3, as printed
     d_f = by_row["noise2self_noise ups:5"]["tests"]["test"]["d_f"]
-    assert table.loc[("UPS 5x5", "D(f) x1e-3"), "natural-gray"] == pytest.approx(d_f * 1e3, abs=5e-4)
-    assert "| shifting RF | PSNR |" in (tmp_path / "table1.md").read_text()
+    assert table.loc[("UPS 5x5", "D(f) x1e-3", "natural-gray"), "mean"] == pytest.approx(d_f * 1e3, abs=5e-4)
+    assert "| shifting RF | PSNR |" in (tmp_path / "smoke" / "partial" / "table1.md").read_text()
 
 
 def test_d_f_on_table3_is_an_option_that_adds_a_metric(tmp_path):
@@ -53,9 +55,10 @@ def test_d_f_on_table3_is_an_option_that_adds_a_metric(tmp_path):
     assert main([*argv, "--d-f"]) == 0
     with_d_f = [r for r in stored_results(tmp_path) if "evaluation" in r["config"]]
     assert [r["method"] for r in with_d_f] == ["noise2same"] and with_d_f[0]["tests"]["test"]["d_f"] > 0
-    table = pd.read_csv(tmp_path / "table3.csv", index_col=[0, 1], keep_default_na=False)
-    assert float(table.loc[("noise2same", "D(f) x1e-3"), "natural-gray"]) > 0
-    assert table.loc[("bm3d", "D(f) x1e-3"), "natural-gray"] == ""  # D(f) is for trained networks
+    table = pd.read_csv(tmp_path / "smoke" / "partial" / "table3.csv", index_col=[0, 1, 2])
+    assert table.loc[("noise2same", "D(f) x1e-3", "natural-gray"), "mean"] > 0
+    assert ("bm3d", "D(f) x1e-3", "natural-gray") not in table.index  # D(f) is for trained networks
+    assert "| bm3d | D(f) x1e-3 |  |" in (tmp_path / "smoke" / "partial" / "table3.md").read_text()
     assert main(["run", "figure3", "--preset", "smoke", "--d-f", "--results", str(tmp_path)]) == 2
 
 
@@ -66,13 +69,13 @@ def test_figure3_plots_test_psnr_every_few_steps(tmp_path):
     assert sorted(r["config"]["train"]["batch_size"] for r in results) == [2, 4, 8]
     for result in results:
         assert [point["step"] for point in result["curve"]] == [0, 2, 4]  # before training, then every 2 steps
-    data = pd.read_csv(tmp_path / "figure3.csv")
+    data = pd.read_csv(tmp_path / "smoke" / "figure3.csv")
     assert set(data["method"]) == {"noise2same", "noise2self", "laine"}
     assert dict(zip(data["method"], data["batch"])) == {"noise2same": 4, "noise2self": 8, "laine": 2}
     assert list(data["units"][:3]) == [0, 0.04, 0.08]  # one unit = 50 steps
     final = data[data["step"] == 4].set_index("method")["psnr"]
     assert final["laine"] == pytest.approx(next(r for r in results if r["method"] == "laine")["tests"]["test"]["psnr_mean"])
-    image = Image.open(tmp_path / "figure3.png")
+    image = Image.open(tmp_path / "smoke" / "figure3.png")
     assert image.size[0] > 500 and len(image.getcolors(1 << 20)) > 10  # a drawn plot, not a blank canvas
 
 
@@ -82,13 +85,13 @@ def test_figure4_sweeps_sigma_loss_and_marks_each_curves_best(tmp_path):
     results = stored_results(tmp_path)
     assert len(results) == 6
     assert {r["config"]["dataset"]["gaussian_only"] for r in results} == {True}
-    data = pd.read_csv(tmp_path / "figure4.csv")
-    assert list(data.columns) == ["sigma_noise", "sigma_loss", "psnr", "best"]
+    data = pd.read_csv(tmp_path / "smoke" / "partial" / "figure4.csv")
+    assert list(data.columns) == ["sigma_noise", "sigma_loss", "psnr", "ci_low", "ci_high", "n_seeds", "best"]
     assert list(data["sigma_noise"].unique()) == [0.9, 0.5]
     assert data["sigma_loss"].tolist() == [0.1, 0.5, 1.0] * 2
     for _, curve in data.groupby("sigma_noise"):
         assert curve["best"].sum() == 1 and curve.loc[curve["best"], "psnr"].item() == curve["psnr"].max()
-    assert (tmp_path / "figure4.png").stat().st_size > 10_000
+    assert (tmp_path / "smoke" / "partial" / "figure4.png").stat().st_size > 10_000
 
 
 def test_figure4_data_averages_seeds_and_reads_theorem2_back(tmp_path):
@@ -98,7 +101,9 @@ def test_figure4_data_averages_seeds_and_reads_theorem2_back(tmp_path):
         config = {"dataset": {"name": "hanzi", "sigma": 0.5}, "method": {"name": "noise2same", "lambda_inv": 0.6},
                   "seed": seed}
         cell = Cell("figure4", "cpu", config, None, row="sigma_loss=0.3", column="sigma_noise=0.5")
-        store.write({"id": cell.id, "tests": {"test": {"psnr_mean": psnr}}})
+        store.write(done_record(cell.id, {"0": psnr}))
         cells.append(cell)
     data = figure4_data(cells, store)
-    assert data.to_dict("records") == [{"sigma_noise": 0.5, "sigma_loss": 0.3, "psnr": 11.0, "best": True}]
+    low, high = stats.t.interval(0.95, 1, loc=11.0, scale=1.0)  # two seeds: 10 and 12, standard error 1
+    assert data.to_dict("records") == [{"sigma_noise": 0.5, "sigma_loss": 0.3, "psnr": 11.0, "ci_low": pytest.approx(low),
+                                        "ci_high": pytest.approx(high), "n_seeds": 2, "best": True}]

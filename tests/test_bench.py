@@ -42,9 +42,9 @@ def test_speed_options_reach_the_cell_config_from_the_command_line(tmp_path, cap
     argv = ["run", "table3", "--preset", "smoke", "--methods", "noise2same", "--datasets", "natural-gray",
             "--results", str(tmp_path), "--dry-run"]
     main(argv)
-    plain = capsys.readouterr().out
+    plain = capsys.readouterr().out.split("\n1 cells")[0]  # the cell's lines, not the summary naming tmp_path
     main([*argv, "--channels-last", "--compile", "aot_eager", "--precision", "bf16-mixed"])
-    fast = capsys.readouterr().out
+    fast = capsys.readouterr().out.split("\n1 cells")[0]
     assert "speed" not in plain and "precision=32-true" in plain
     assert "precision=bf16-mixed" in fast and plain.split(":")[0] != fast.split(":")[0]  # a new cell id
 
@@ -58,12 +58,19 @@ def test_quick_bench_writes_every_section(tmp_path):
     for row in rows.values():
         assert row["steps_per_s"]["median"] > 0 and row["lightning_over_bare"]["median"] > 0
         assert row["steps_per_s"]["low"] <= row["steps_per_s"]["median"] <= row["steps_per_s"]["high"]
+    wide = {(row["method"], row["dims"], row["channels"]) for row in figures["training_wide"]}
+    assert wide == {(name, dims, 4) for name in QUICK.methods for dims in (2, 3)}
+    for row in figures["training_wide"]:
+        steps = QUICK.wide_steps_2d if row["dims"] == 2 else QUICK.wide_steps_3d
+        assert row["over_one_pass"]["median"] > 0 and row["over_one_pass"]["n"] == steps
+    assert "aten::" in figures["profile"]["table"] and "noise2same_over_one_pass 2-D 4 channels BN" in figures["summary"]
     assert [row["option"] for row in figures["options"]] == list(QUICK.options)
     assert figures["options"][2]["max_loss_difference"] < 1e-4  # channels_last
     tiled, whole = figures["inference"][-2:]
     assert tiled["voxels_per_s"]["median"] > 0 and whole["peak_memory_mb"] is not None
     assert figures["classical"][0]["method"] == "nlm" and figures["classical"][0]["test_images"] > 1
     report = (tmp_path / "bench.md").read_text()
-    for heading in ("## Training", "## Speed options", "## Inference", "## Classical methods"):
+    for heading in ("## Training", "## Training at the paper's widths", "## Profile of one noise2same step",
+                    "## Speed options", "## Inference", "## Classical methods"):
         assert heading in report
     assert "| noise2same | 3-D | 1 |" in report

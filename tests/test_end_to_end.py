@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from benchmark.cli import main
@@ -35,22 +36,27 @@ def test_smoke_table_runs_reports_and_resumes(tmp_path, capsys):
     spec = TableSpec.load("table3")
     cells = stored(tmp_path)
     assert len(cells) == applicable_smoke_cells()
-    result = json.loads(next(iter(cells.values()))[1])
+    result = json.loads(next(content for name, (_, content) in cells.items() if name.startswith("natural-gray")))
     assert {"tests", "config", "seed", "timings", "versions"} <= set(result)
     test = result["tests"]["test"]
     assert np.mean(list(test["psnr"].values())) == test["psnr_mean"]
-    table = (tmp_path / "table3.csv").read_text().splitlines()
-    assert table[0].startswith("method,hanzi,hanzi paper (HanZi),natural-gray,natural-gray paper (BSD68),natural-rgb")
-    assert table[0].endswith("synthetic-3d C3,synthetic-3d C3 paper (Planaria C3)")
-    assert len(table) == 1 + len(spec.rows) and all(",," not in line for line in table[1:])
-    report = (tmp_path / "table3.md").read_text()
+    table = pd.read_csv(tmp_path / "smoke" / "table3.csv")
+    assert list(table.columns[:9]) == ["method", "metric", "column", "mean", "ci_low", "ci_high", "n_images", "n_seeds",
+                                       "seed_std"]
+    assert list(dict.fromkeys(table["column"])) == ["hanzi", "natural-gray", "natural-rgb", "synthetic-3d C1",
+                                                    "synthetic-3d C2", "synthetic-3d C3"]
+    assert set(table["method"]) == {row.label for row in spec.rows} and table["mean"].notna().all()
+    assert len(table) == applicable_smoke_cells() + 2 * sum(c.dataset == "synthetic-3d" for c in spec.cells("smoke")
+                                                            if not c.not_applicable)  # 3 test sets
+    report = (tmp_path / "smoke" / "table3.md").read_text()
     assert "| noise2same |" in report
     # laine_bayes needs Gaussian noise of known std; HanZi's is not: n/a with its reason as a footnote,
     # one footnote for a dataset's several test-set columns.
     note = re.search(r"\| laine_bayes \| n/a \[(\d+)\] \|", report)
     assert note and f"{note[1]}. laine_bayes on hanzi: needs Gaussian noise of known std" in report
     assert report.count("bm3d on synthetic-3d: works on 2-D images only") == 1
-    assert re.search(r"\| bm3d \|( [\d.]+ \|){6} n/a \[(\d+)\] \| - \| n/a \[\2\] \| - \| n/a \[\2\] \|", report)
+    number = r"\**[\d.]+(?: \+- [\d.]+)?\**(?: \([-+][\d.]+\))?"  # ours with its interval, or the paper's with the delta
+    assert re.search(rf"\| bm3d \|( {number} \|){{6}} n/a \[(\d+)\] \| - \| n/a \[\2\] \| - \| n/a \[\2\] \|", report)
 
     capsys.readouterr()
     assert main(["run", "table3", "--preset", "smoke", "--results", str(tmp_path)]) == 0
@@ -62,7 +68,7 @@ def test_same_seed_gives_the_same_psnr(tmp_path):
     cell = TableSpec.load("table3").cells("smoke", methods=["noise2same"], datasets=["natural-gray"])[0]
     first = run_cell(cell, tmp_path / "a")
     second = run_cell(cell, tmp_path / "b")
-    assert first["tests"] == second["tests"]
+    assert first.tests == second.tests
 
 
 def test_wandb_offline_run_holds_metrics_and_non_blank_samples(tmp_path, monkeypatch):
@@ -83,7 +89,7 @@ def test_wandb_offline_run_holds_metrics_and_non_blank_samples(tmp_path, monkeyp
     (table,) = runs[0].glob("files/media/table/test/images_*.table.json")
     content = json.loads(table.read_text())
     assert content["columns"] == ["test set", "id", "psnr", "noisy", "denoised", "clean"]
-    assert [(row[1], row[2]) for row in content["data"]] == list(result["tests"]["test"]["psnr"].items())
+    assert [(row[1], row[2]) for row in content["data"]] == list(result.tests["test"].psnr.items())
     assert all(row[3:] == ["Image"] * 3 for row in content["data"][:3]) and content["data"][3][3:] == [None] * 3
     staged = [p for p in (tmp_path / "staging").rglob("*") if p.is_file() and p.read_bytes()[:4] == b"\x89PNG"]
     assert len(staged) == 9 and all(np.asarray(Image.open(p)).std() > 1 for p in staged)
@@ -107,4 +113,4 @@ def test_killed_table_resumes_without_touching_finished_cells(tmp_path):
     after = stored(tmp_path)
     assert len(after) == total
     assert {name: after[name] for name in before} == before
-    assert not list((tmp_path / "runs" / "cells").glob(".*"))  # no half-written file counts as a cell
+    assert not list((tmp_path / "runs" / "cells").glob(".*.tmp"))  # no half-written file counts as a cell

@@ -30,7 +30,7 @@ def test_the_paper_preset_holds_the_papers_settings():
     by_id = {(cell.dataset, cell.method): cell.config for cell in PAPER_CELLS}
     same = by_id["imagenet", "noise2same"]
     assert same["method"] == {"name": "noise2same", "lambda_inv": 2.0, "mask_fraction": 0.005,
-                              "replacement": "gaussian:0.2", "standardize": True}
+                              "replacement": "gaussian:0.2", "standardize": True, "two_passes": True}
     assert same["train"] | {"precision": None} == {"steps": 50000, "batch_size": 64, "patch_size": 64, "lr": 0.0004,
                                                   "lr_halving_steps": 5000, "val_every": 5000, "precision": None}
     assert same["backbone"] == {"depth": 3, "base_channels": 96, "batch_norm": True, "residual": False,
@@ -51,14 +51,15 @@ def test_every_paper_cell_trains_two_steps_on_fixture_data(cell, data_dir, tmp_p
         config["train"].update(steps=2, batch_size=2, val_every=2)
         config["backbone"]["base_channels"] = 4
     result = run_cell(Cell(cell.table, cell.preset, config), tmp_path, "cpu", data_dir)
-    for test in result["tests"].values():
-        assert test["psnr"] and all(value == value for value in test["psnr"].values())  # scored, no NaN
+    for test in result.tests.values():
+        assert test.psnr and all(value == value for value in test.psnr.values())  # scored, no NaN
 
 
 def test_dry_run_without_data_says_what_is_missing_and_fails(tmp_path, capsys):
-    assert main(["run", "table3", "--preset", "paper", "--dry-run", "--data-dir", str(tmp_path)]) == 1
+    assert main(["run", "table3", "--preset", "paper", "--dry-run", "--data-dir", str(tmp_path),
+                 "--results", str(tmp_path / "results")]) == 1
     out = capsys.readouterr().out
-    assert "44 cells, 37 to run" in out
+    assert "44 cells: 7 not applicable, 0 already in" in out and ", 37 to run" in out
     for name in ("imagenet", "planaria", "bsd68"):
         assert f"missing data: {name}: missing {tmp_path}" in out
     assert "missing data: hanzi" not in out  # generated, nothing to download
@@ -66,6 +67,7 @@ def test_dry_run_without_data_says_what_is_missing_and_fails(tmp_path, capsys):
 
 def test_dry_run_with_the_data_present_passes(data_dir, capsys):
     # The ImageNet fixture holds 10 images, not the 22,000 the paper's split needs.
-    argv = ["run", "table3", "--preset", "paper", "--dry-run", "--data-dir", str(data_dir)]
+    argv = ["run", "table3", "--preset", "paper", "--dry-run", "--data-dir", str(data_dir), "--results",
+            str(data_dir / "results")]
     assert main([*argv, "--datasets", "hanzi,planaria,bsd68"]) == 0
     assert "missing data" not in capsys.readouterr().out

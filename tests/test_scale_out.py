@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -17,10 +19,10 @@ import torch
 
 from benchmark.cell import run_cell
 from benchmark.cli import main
-from benchmark.launchers import LaunchOptions, slurm_executor
+from benchmark.launchers import LaunchOptions, SlurmTask, slurm_executor
 from benchmark.runner import CellJob
 from benchmark.spec import Cell, Resources, TableSpec
-from benchmark.store import FORMAT, ResultStore
+from benchmark.store import FORMAT, DoneRecord, ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["run", "table3", "--preset", "smoke"]
@@ -42,33 +44,25 @@ def test_two_processes_writing_the_same_100_cells_leave_100_whole_ones(tmp_path)
               "store, go = ResultStore(Path(sys.argv[1]) / 'cells'), Path(sys.argv[1]) / 'go'\n"
               "while not go.exists():\n"
               "    time.sleep(0.005)\n"
+              "from records import done_record\n"
               "for i in range(100):\n"
-              "    store.write({'id': f'cell{i:03d}', 'writer': sys.argv[2], 'psnr': list(range(3000))})\n")
-    writers = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path), name], cwd=REPO) for name in "ab"]
+              "    store.write(done_record(f'cell{i:03d}', {str(k): float(k) for k in range(3000)}, host=sys.argv[2]))\n")
+    writers = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path), name], cwd=REPO / "tests") for name in "ab"]
     (tmp_path / "go").touch()  # both start writing at once
     assert [process.wait(timeout=60) for process in writers] == [0, 0]
     files = sorted((tmp_path / "cells").iterdir())
     assert [path.name for path in files] == [f"cell{i:03d}.json" for i in range(100)]  # no temporary left
     records = [json.loads(path.read_text()) for path in files]
-    assert all(r["format"] == FORMAT and r["psnr"] == list(range(3000)) and r["writer"] in "ab" for r in records)
-
-
-def test_a_failed_record_never_replaces_a_result_and_is_retried_on_request(tmp_path):
-    store = ResultStore(tmp_path)
-    store.write({"id": "a", "status": "failed", "error": "FloatingPointError: nan"})
-    assert store.has("a") and not store.has("a", retry_failed=True)
-    assert store.load("a") is None and store.failure("a") == "FloatingPointError: nan"
-    store.write({"id": "a", "status": "done", "tests": {}})
-    store.write({"id": "a", "status": "failed", "error": "raced by another process"})
-    assert store.load("a")["status"] == "done" and store.failure("a") is None
+    assert all(r["format"] == FORMAT and len(r["tests"]["test"]["psnr"]) == 3000 and r["host"] in "ab" for r in records)
+    assert all(ResultStore(tmp_path / "cells").load(f"cell{i:03d}") for i in range(100))
 
 
 def test_a_nan_loss_stores_the_cell_as_failed_with_its_reason(tmp_path):
     cell = smoke_cell("noise2true", lr=1e30)
     record = CellJob(ResultStore(tmp_path / "cells"), tmp_path)(cell)
-    assert record["status"] == "failed" and record["error"].startswith("FloatingPointError: the training loss is")
-    assert "on_before_backward" in record["traceback"]
-    assert ResultStore(tmp_path / "cells").failure(cell.id) == record["error"]
+    assert record.status == "failed" and record.error.startswith("FloatingPointError: the training loss is")
+    assert "on_before_backward" in record.traceback
+    assert ResultStore(tmp_path / "cells").failure(cell.id) == record.error
 
 
 def test_a_failing_cell_shows_in_the_table_and_reruns_with_retry_failed(tmp_path, monkeypatch, capsys):
@@ -85,8 +79,8 @@ def test_a_failing_cell_shows_in_the_table_and_reruns_with_retry_failed(tmp_path
     argv = [*SMOKE, "--methods", "input", "--datasets", "natural-gray,hanzi", "--results", str(tmp_path)]
     assert main(argv) == 1  # the other cell still finished
     assert {r["dataset"]: r["status"] for r in stored(tmp_path).values()} == {"natural-gray": "done", "hanzi": "failed"}
-    report = (tmp_path / "table3.md").read_text()
-    assert "| input | 20.21 | 20.19 | failed [1] | 6.45 |" in report
+    report = (tmp_path / "smoke" / "partial" / "table3.md").read_text()
+    assert re.search(r"\| input \| \*\*20\.21 \+- \d\.\d\d\*\* \| 20\.19 \(\+0\.02\) \| failed \[1\] \| 6\.45 \|", report)
     assert "1. input on hanzi (seed 0): torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB." in report
 
     monkeypatch.setattr(benchmark.runner, "run_cell", run_cell)
@@ -95,7 +89,7 @@ def test_a_failing_cell_shows_in_the_table_and_reruns_with_retry_failed(tmp_path
     assert "(1 of them failed; --retry-failed runs them again), 0 to run" in capsys.readouterr().out
     assert main([*argv, "--retry-failed"]) == 0
     assert {r["status"] for r in stored(tmp_path).values()} == {"done"}
-    assert "failed" not in (tmp_path / "table3.md").read_text()
+    assert "failed" not in (tmp_path / "smoke" / "partial" / "table3.md").read_text()
 
 
 def test_a_cell_trained_by_two_ddp_processes_scores_as_the_same_cell_on_one(tmp_path):
@@ -111,16 +105,16 @@ def test_a_cell_trained_by_two_ddp_processes_scores_as_the_same_cell_on_one(tmp_
         two = run_cell_in(tmp_path / "two", cell, Resources(devices=2))
     finally:
         torch.set_num_threads(threads)
-    assert two["training"] == {"resumed_from_step": 0, "devices": 2, "nodes": 1, "strategy": "ddp_spawn"}
-    scores = [result["tests"]["test"]["psnr"] for result in (one, two)]
+    assert two.training.model_dump() == {"resumed_from_step": 0, "devices": 2, "nodes": 1, "strategy": "ddp_spawn"}
+    scores = [result.tests["test"].psnr for result in (one, two)]
     assert list(scores[0]) == list(scores[1]) == ["camera", "astronaut", "chelsea", "coffee"]  # each image once
-    curves = [[(point["step"], point["test"]) for point in result["curve"]] for result in (one, two)]
+    curves = [[(point["step"], point["test"]) for point in result.curve] for result in (one, two)]
     assert [step for step, _ in curves[1]] == [0, 30] and curves[1][1][1] > curves[1][0][1] + 2  # it learned
-    psnr = [result["tests"]["test"]["psnr_mean"] for result in (one, two)]
+    psnr = [result.tests["test"].psnr_mean for result in (one, two)]
     assert abs(psnr[0] - psnr[1]) < 0.5 and psnr[1] == pytest.approx(curves[1][1][1], abs=1e-4), (psnr, curves)
 
 
-def run_cell_in(work_dir: Path, cell: Cell, resources: Resources) -> dict:
+def run_cell_in(work_dir: Path, cell: Cell, resources: Resources) -> DoneRecord:
     """The record CellJob stores for `cell` trained on `resources` (CPU processes) under `work_dir`."""
     return CellJob(ResultStore(work_dir / "cells"), work_dir, "cpu", resources=resources)(cell)
 
@@ -146,62 +140,39 @@ def test_the_gpus_launcher_runs_one_cell_per_gpu_at_a_time(tmp_path, monkeypatch
     assert sorted(r["cuda_visible_devices"] for r in records) == ["0", "1"]
 
 
-FAKE_SBATCH = """#!/bin/bash
-# A stand-in for sbatch: keeps a copy of the script, answers as sbatch does, and runs the script's
-# tasks here in the background, all at once, with the variables SLURM sets.
-n=$(ls "$FAKE_SLURM" | grep -c '^submission')
-id=$((42 + n))
-cp "$1" "$FAKE_SLURM/submission$n.sh"
-range=$(sed -n 's/^#SBATCH --array=\\([0-9]*-[0-9]*\\).*/\\1/p' "$1")
-export SLURM_JOB_ID=$id SLURM_NTASKS=1 SLURM_NTASKS_PER_NODE=1 SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NODEID=0 \\
-    SLURM_JOB_NUM_NODES=1 SLURM_JOB_NODELIST=localhost
-(
-    if [ -z "$range" ]; then bash "$1"; else
-        for task in $(seq "${range%-*}" "${range#*-}"); do SLURM_ARRAY_JOB_ID=$id SLURM_ARRAY_TASK_ID=$task bash "$1" & done
-    fi
-    wait
-) >> "$FAKE_SLURM/tasks.log" 2>&1 < /dev/null &
-echo "Submitted batch job $id"
-"""
-FAKE_SRUN = """#!/bin/bash
-# A stand-in for srun: drops its options and runs the command in this process.
-while [ "${1#--}" != "$1" ]; do case "$1" in --output|--error) shift 2 ;; *) shift ;; esac; done
-exec "$@"
-"""
-
-
 @pytest.fixture
-def fake_slurm(tmp_path, monkeypatch) -> Path:
-    """sbatch, srun and sacct stand-ins first on PATH; returns the folder that collects the submitted scripts."""
-    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
+def srun_on_path(tmp_path, monkeypatch) -> None:
+    """An srun stand-in first on PATH, so that submitit builds SLURM executors on a machine without SLURM
+    (jobs on a real cluster: tests/test_slurm.py)."""
+    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    state.mkdir()
-    for name, text in {"sbatch": FAKE_SBATCH, "srun": FAKE_SRUN, "sacct": "#!/bin/bash\n"}.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SLURM", str(state))
-    return state
 
 
-def test_the_slurm_launcher_submits_a_job_array_whose_tasks_run_the_cells(tmp_path, fake_slurm):
-    argv = [*SMOKE, "--methods", "noise2true,noise2same", "--datasets", "natural-gray",
-            "--results", str(tmp_path / "results"), "--launcher", "slurm", "--partition", "gpu", "--time", "30",
-            "--array-parallelism", "2"]
-    assert main(argv) == 0
-    (script,) = fake_slurm.glob("submission*.sh")
-    flags = {line.split()[1] for line in script.read_text().splitlines() if line.startswith("#SBATCH")}
-    assert {"--array=0-1%2", "--partition=gpu", "--time=30", "--gpus-per-node=1", "--nodes=1",
-            "--ntasks-per-node=1", "--job-name=noise2same-bench"} <= flags
-    records = stored(tmp_path / "results").values()
-    assert sorted(r["method"] for r in records if r["status"] == "done") == ["noise2same", "noise2true"]
-
-
-def test_a_ddp_cell_on_slurm_takes_a_task_per_gpu_on_each_node(tmp_path, fake_slurm):
+def test_a_ddp_cell_on_slurm_takes_a_task_per_gpu_on_each_node(tmp_path, srun_on_path):
     executor = slurm_executor(tmp_path, LaunchOptions("slurm", time_min=60, partition="gpu", array_parallelism=8),
                               Resources(devices=4, nodes=2), gpus=True)
     assert executor.parameters == {"job_name": "noise2same-bench", "time": 60, "nodes": 2, "ntasks_per_node": 4,
-                                   "gpus_per_node": 4, "partition": "gpu", "array_parallelism": 8}
+                                   "gpus_per_node": 4, "partition": "gpu", "array_parallelism": 8, "signal_delay_s": 90}
+    short = slurm_executor(tmp_path, LaunchOptions("slurm", time_min=2), Resources(), gpus=False)
+    assert short.parameters["signal_delay_s"] == 30  # the time-limit warning: a quarter of a short limit before it
+
+
+@pytest.mark.parametrize("restarts, requeues, ignored", [(None, 0, True), ("1", 3, False), ("3", 3, True)])
+def test_a_slurm_task_ignores_the_time_limit_warning_once_its_requeues_are_spent(restarts, requeues, ignored,
+                                                                                 monkeypatch):
+    if restarts is None:
+        monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    else:
+        monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+    handler = signal.signal(signal.SIGUSR2, signal.default_int_handler)
+    try:
+        assert SlurmTask(lambda cell: cell, requeues)("cell") == "cell"
+        assert (signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN) == ignored
+    finally:
+        signal.signal(signal.SIGUSR2, handler)
 
 
 KILLED_AT_STEP_3 = """import os, signal, sys
@@ -238,17 +209,17 @@ def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, capsys
     (trained,) = [r for r in records.values() if r["method"] == "noise2true"]
     assert trained["training"]["resumed_from_step"] == 2
     uninterrupted = run_cell(smoke_cell("noise2true"), tmp_path / "uninterrupted")  # saw the same patches
-    assert trained["tests"]["test"]["psnr_mean"] == pytest.approx(uninterrupted["tests"]["test"]["psnr_mean"], abs=1e-6)
+    assert trained["tests"]["test"]["psnr_mean"] == pytest.approx(uninterrupted.tests["test"].psnr_mean, abs=1e-6)
     checkpoint = tmp_path / "runs" / "lightning" / trained["id"] / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=True)["global_step"] == 4
-    assert not list((tmp_path / "runs" / "cells").glob(".*"))
+    assert not list((tmp_path / "runs" / "cells").glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("extra, fragment", [
     (["--launcher", "mpi"], "unknown launcher 'mpi'; valid launchers: local, gpus, slurm"),
     (["--devices", "3"], "a batch of 4 does not split over 3 devices"),
     (["--nodes", "2"], "2 nodes per cell need --launcher slurm"),
-    (["--devices", "0"], "devices and nodes must be whole numbers of at least 1"),
+    (["--devices", "0"], "argument --devices: '0' is not a whole number of at least 1"),
 ])
 def test_bad_launch_options_fail_in_one_line(extra, fragment, tmp_path, capsys):
     assert main([*SMOKE, "--methods", "noise2same", "--results", str(tmp_path), *extra]) == 2

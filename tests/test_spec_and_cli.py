@@ -34,7 +34,7 @@ def test_classical_cells_carry_no_training_config():
 
 @pytest.mark.parametrize("settings, message", [
     ({"methods": {"noise2same": {"lamda_inv": 1}}}, "unknown key.*lamda_inv.*valid keys: lambda_inv"),
-    ({"methods": {"noise2same": {"lambda_inv": "two"}}}, "lambda_inv.*must be float"),
+    ({"methods": {"noise2same": {"lambda_inv": "two"}}}, "lambda_inv: .two. is not valid: input should be a valid number"),
     ({"train": {"stepz": 1}}, "unknown key.*stepz.*valid keys: batch_size"),
     ({"datasets": {"hanzi": {"dataset": {"n_chars": 3}}}}, "unknown key.*n_chars.*n_characters"),
 ])

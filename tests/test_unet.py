@@ -46,3 +46,24 @@ def test_without_batch_norm_the_skip_carries_the_unchanged_input():
     kept = x.clone()
     torch.testing.assert_close(block(x), kept)  # zero convolutions: the block is the identity
     torch.testing.assert_close(x, kept)          # and the caller's tensor is left alone
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_in_place_relus_leave_outputs_and_gradients_unchanged(batch_norm):
+    import copy
+
+    torch.manual_seed(0)
+    net = UNet(1, 1, 2, UNetConfig(depth=2, base_channels=4, batch_norm=batch_norm))
+    reference = copy.deepcopy(net)
+    for module in reference.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    x = torch.randn(2, 1, 8, 8)
+    outputs = []
+    for model in (net, reference):
+        out = model(x)
+        out.square().sum().backward()
+        outputs.append((out, [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=0, atol=0)
+    for a, b in zip(outputs[0][1], outputs[1][1]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -230,7 +230,7 @@ def test_a_ddp_cell_runs_as_two_srun_tasks_and_scores_as_the_same_cell_on_one(tm
 
 
 def test_a_job_past_its_time_limit_is_stored_failed_with_slurms_reason_and_retried_on_request(tmp_path):
-    # 1,000 steps of the cpu preset's network take about 90 s on two cores: SLURM ends the 1-minute job.
+    # 4,000 steps of the cpu preset's network take minutes on two cores: SLURM ends the 1-minute job.
     args = [TABLE, "--preset", "hours", "--methods", "noise2true", "--launcher", "slurm", "--accelerator", "cpu"]
     code, out = run(tmp_path, *args, "--time", "1", "--requeues", "0")
     assert code == 1, out

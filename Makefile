@@ -8,9 +8,12 @@ RESULTS ?= results
 DATA_DIR ?= data
 TABLE ?= table3
 SLURM_DIR ?= /tmp/noise2same-slurm
+# Cells side by side, one per core, each with one thread: on a small CPU that finishes more cells than
+# one process using every core (on a machine with a GPU, one cell at a time).
+WORKERS ?= $(if $(shell command -v nvidia-smi),1,$(shell nproc))
 # SEEDS=3 runs seeds 0,1,2 of every cell (a list such as SEEDS=0,4 is passed as it is).
 SEED_LIST = $(if $(SEEDS),--seeds $(or $(shell seq -s, 0 $$(($(SEEDS) - 1)) 2>/dev/null),$(SEEDS)))
-RUN = $(PY) -m benchmark run --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) $(if $(METHODS),--methods $(METHODS)) $(SEED_LIST)
+RUN = $(PY) -m benchmark run --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(SEED_LIST)
 
 .PHONY: help install test test-slurm table3 table1 table2 figure3 figure4 data report bench bench-volume clean
 
@@ -18,7 +21,8 @@ help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=$(PRESET) (smoke | cpu | paper), RESULTS=$(RESULTS), DATA_DIR=$(DATA_DIR), TABLE=$(TABLE),"
 	@echo "             METHODS (rows to run; +NAME adds a row, e.g. METHODS=+neighbor2neighbor),"
-	@echo "             SEEDS (seeds per cell: SEEDS=3 runs seeds 0,1,2; default: the preset's)"
+	@echo "             SEEDS (seeds per cell: SEEDS=3 runs seeds 0,1,2; default: the preset's),"
+	@echo "             WORKERS (cells side by side, one thread each; default: $(WORKERS), the cores here)"
 
 $(STAMP): pyproject.toml examples/plugin/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

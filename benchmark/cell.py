@@ -23,6 +23,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from benchmark.spec import Cell, Resources, TrainConfig
 from benchmark.store import DoneRecord, Environment, StoreWarning, TestScores, Timings, Training, now
+from benchmark.console import progress_bars
 from benchmark.tracking import TEST_SAMPLES, cell_logger, log_test
 from datamodules import DATASETS
 from datamodules.evaluation import Evaluation, evaluate
@@ -244,7 +245,8 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
                              check_val_every_n_epoch=None, accelerator=accelerator, devices=resources.devices,
                              num_nodes=resources.nodes, strategy=strategy, precision=train.precision,
                              logger=logger or False, default_root_dir=str(folder), num_sanity_val_steps=0,
-                             enable_model_summary=False, log_every_n_steps=min(10, train.steps),
+                             enable_model_summary=False, enable_progress_bar=progress_bars(),
+                             log_every_n_steps=min(10, train.steps),
                              use_distributed_sampler=False, sync_batchnorm=sync_batchnorm,
                              callbacks=[*([curve] if curve else []), StopOnNonFiniteLoss(), checkpoints])
         trainer.fit(method, datamodule=datamodule, ckpt_path=last if resumed_from else None, weights_only=True)

@@ -89,6 +89,10 @@ def _launch_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--launcher", default="local",
                        help="local: one cell after another in this process (default); gpus: one cell per GPU of "
                             "this machine at a time; slurm: SLURM job arrays (all through the same store)")
+    group.add_argument("--workers", type=_positive, default=1,
+                       help="local launcher: cells run side by side, each in its own process with an equal share "
+                            "of the cores (default: 1, one cell at a time with every core; make sets the "
+                            "machine's core count)")
     group.add_argument("--devices", type=_positive, help="devices (GPUs) per node for each trained cell; more than one "
                        "trains it with DDP, tested on one device (default: the preset's, else 1)")
     group.add_argument("--nodes", type=_positive, help="nodes per trained cell, with --launcher slurm (default: 1)")
@@ -250,7 +254,7 @@ def run_table(args: argparse.Namespace) -> int:
     if args.command == "run":
         check_accelerator(args.accelerator)
         launch = LaunchOptions(args.launcher, args.gpus, args.time, args.partition, args.array_parallelism,
-                               args.requeues)
+                               args.requeues, args.workers)
         resources = spec.resources(args.preset, args.devices, args.nodes)
         if args.dry_run:
             return dry_run(cells, args.data_dir, store)

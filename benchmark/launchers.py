@@ -1,7 +1,8 @@
 """Launchers: where the cells of a table run. Every launcher runs the same job on each cell
 (benchmark.runner.CellJob: train, test, store the result or the failure), so all write the same store.
 
-- local: one cell after another in this process (the loop is in benchmark.runner).
+- local: one cell after another in this process, or `workers` cells side by side, each in its own
+  process with its share of the cores (the loops are in benchmark.runner).
 - gpus: on this machine, one cell per GPU (per group of `devices` GPUs, for DDP cells) at a time, each
   in its own process: a submitit local job that sees only its GPUs (CUDA_VISIBLE_DEVICES).
 - slurm: SLURM job arrays through submitit, one array task per cell. A task that reaches its time
@@ -57,7 +58,7 @@ class LaunchOptions:
     uses (default: every visible one); `time_min`, a cell's time limit in minutes under gpus and slurm
     (a cell that reaches it is requeued, up to `requeues` times under slurm, and resumes from its
     checkpoint); `partition` and `array_parallelism` (array tasks running at once; default: the
-    cluster's limit) for slurm."""
+    cluster's limit) for slurm; `workers`, cells run side by side by the local launcher."""
 
     launcher: str = "local"
     gpus: tuple[int, ...] | None = None
@@ -65,10 +66,14 @@ class LaunchOptions:
     partition: str | None = None
     array_parallelism: int | None = None
     requeues: int = 3
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.launcher not in LAUNCHERS:
             raise ConfigError(f"unknown launcher {self.launcher!r}; valid launchers: {', '.join(LAUNCHERS)}")
+        if self.workers > 1 and self.launcher != "local":
+            raise ConfigError(f"--workers runs cells side by side on this machine's cores (the local launcher); "
+                              f"the {self.launcher} launcher sets how many run at once itself: drop --workers")
         if self.requeues < 0:
             raise ConfigError(f"--requeues is a number of times, 0 or more; got {self.requeues}")
 

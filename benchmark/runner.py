@@ -5,17 +5,24 @@ as it finishes or fails."""
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import submitit
+import torch
 from filelock import Timeout
 from pytorch_lightning.utilities import rank_zero_only
 
 from benchmark.cell import provenance, run_cell
+from benchmark.console import warn_in_one_line
 from benchmark.launchers import LaunchOptions, Record, run_on_gpus, run_on_slurm
 from benchmark.registry import ConfigError
 from benchmark.spec import Cell, Resources
@@ -228,6 +235,70 @@ def run_here(todo: list[Cell], job: CellJob, echo: Callable[[str], None], verbos
             estimated[cell.trainable] += estimated_seconds(cell)
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def environment_of_workers(**variables: str) -> Iterator[None]:
+    """Set environment variables for the worker processes started inside the block (they copy this
+    process's environment), and restore this process's afterwards."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
+
+
+def start_worker(threads: int) -> None:
+    """A worker process's start: its share of the cores for torch's kernels and one-line warnings."""
+    torch.set_num_threads(threads)
+    warn_in_one_line()
+
+
+def run_side_by_side(todo: list[Cell], job: CellJob, workers: int, echo: Callable[[str], None],
+                     verbose: bool = False) -> None:
+    """The local launcher with `workers` > 1: that many cells at a time, each in a worker process with
+    cores // workers torch threads (small convolutions use a second thread poorly, so on a small CPU
+    two one-thread processes finish more cells than one two-thread process). The costliest cells go
+    first, so that no long cell starts last. The ETA scales the estimates of the cells left by the
+    wall time the ended ones took."""
+    threads = max(1, cores() // workers)
+    order = sorted(todo, key=estimated_seconds, reverse=True)
+    echo(f"{len(order)} cells, {workers} at a time, each in its own process with {threads} thread(s)")
+    started, estimated_done = time.perf_counter(), 0.0
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
+                               initargs=(threads,))
+    try:
+        with environment_of_workers(TQDM_DISABLE="1"):  # their bars would overwrite each other; a line per cell here
+            futures = {pool.submit(job.claim, cell): cell for cell in order}  # starts the workers
+        for ended, future in enumerate(as_completed(futures), 1):
+            cell = futures[future]
+            try:
+                record, reused = future.result()
+                note = ""
+            except BrokenProcessPool:
+                record, reused = None, False
+                note = "its worker process died (killed, or out of memory)"
+            estimated_done += estimated_seconds(cell)
+            left = sum(estimated_seconds(futures[other]) for other in futures if not other.done())
+            eta = (time.perf_counter() - started) / estimated_done * left
+            echo(f"[{ended}/{len(order)} ended] {outcome_line(cell, record, note, reused, verbose)}"
+                 + (f" - ETA for the rest {format_duration(eta)}" if left else ""))
+    except BaseException:  # an interrupt or a store that cannot be written: stop every worker now
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        raise
+    pool.shutdown()
+
+
 def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator: str = "auto",
               data_dir: Path = Path("data"), echo: Callable[[str], None] = print, resources: Resources = Resources(),
               launch: LaunchOptions = LaunchOptions(), retry_failed: bool = False, verbose: bool = False) -> list[str]:
@@ -239,6 +310,9 @@ def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator
     interrupt stops at once, leaving every finished cell in the store. The store is checked writable
     before any cell runs; a record that cannot be written later stops the table (StoreError).
     """
+    if launch.workers > 1 and resources.devices > 1:
+        raise ConfigError(f"--workers {launch.workers} runs one-device cells side by side; cells on "
+                          f"{resources.devices} devices run one at a time: drop --workers")
     if resources.nodes > 1 and launch.launcher != "slurm":
         raise ConfigError(f"{resources.nodes} nodes per cell need --launcher slurm; "
                           f"the {launch.launcher} launcher runs on this machine only")
@@ -266,7 +340,9 @@ def run_cells(cells: list[Cell], store: ResultStore, work_dir: Path, accelerator
         finished += 1
         echo(f"[{finished}/{len(todo)} ended] {outcome_line(cell, record, note, verbose=verbose)}")
 
-    if launch.launcher == "local":
+    if launch.launcher == "local" and launch.workers > 1:
+        run_side_by_side(todo, job, launch.workers, echo, verbose)
+    elif launch.launcher == "local":
         run_here(todo, job, echo, verbose)
     elif todo and launch.launcher == "gpus":
         run_on_gpus(todo, job, resources, launch, work_dir / "submitit", progress)

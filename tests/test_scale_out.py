@@ -20,7 +20,7 @@ import torch
 from benchmark.cell import run_cell
 from benchmark.cli import main
 from benchmark.launchers import LaunchOptions, SlurmTask, slurm_executor
-from benchmark.runner import CellJob
+from benchmark.runner import CellJob, cores
 from benchmark.spec import Cell, Resources, TableSpec
 from benchmark.store import FORMAT, DoneRecord, ResultStore
 
@@ -220,11 +220,29 @@ def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, capsys
     (["--devices", "3"], "a batch of 4 does not split over 3 devices"),
     (["--nodes", "2"], "2 nodes per cell need --launcher slurm"),
     (["--devices", "0"], "argument --devices: '0' is not a whole number of at least 1"),
+    (["--workers", "2", "--launcher", "slurm"], "the slurm launcher sets how many run at once itself"),
+    (["--workers", "2", "--devices", "2"], "cells on 2 devices run one at a time: drop --workers"),
 ])
 def test_bad_launch_options_fail_in_one_line(extra, fragment, tmp_path, capsys):
     assert main([*SMOKE, "--methods", "noise2same", "--results", str(tmp_path), *extra]) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
+
+
+def test_cells_run_side_by_side_each_with_its_share_of_the_cores(tmp_path, capsys):
+    argv = [*SMOKE, "--methods", "input,noise2void,noise2true", "--datasets", "hanzi", "--results", str(tmp_path)]
+    assert main([*argv, "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    threads = max(1, cores() // 2)
+    assert f"3 cells, 2 at a time, each in its own process with {threads} thread(s)" in out
+    ended = re.findall(r"\[(\d)/3 ended\] hanzi x (\w+): PSNR", out)
+    assert sorted(ended) == sorted(zip("123", [method for _, method in ended]))
+    assert {method for _, method in ended} == {"input", "noise2void", "noise2true"}
+    records = stored(tmp_path)
+    trained = [record for record in records.values() if record["method"] != "input"]
+    assert len(records) == 3 and {record["torch_threads"] for record in trained} == {threads}
+    assert "Epoch 0" not in out  # no progress bars from the workers
+    assert main([*argv, "--workers", "2"]) == 0 and "3 already in" in capsys.readouterr().out
 
 
 def test_a_preset_gives_its_cells_devices_and_the_command_line_overrides_it():

@@ -123,14 +123,20 @@ def build_method(cell: Cell, datamodule: Any) -> Any:
 
 
 def score(method: Any, datamodule: Any, description: str, keep: int = 0) -> dict[str, Evaluation]:
-    """Per-image PSNR of the method on each test set of the datamodule, and the sample panels of its
-    first `keep` images (tiled as the dataset asks; a method that is CPU-bound per image is spread over
-    every core)."""
+    """Per-image PSNR of the method on each test set of the datamodule that has clean images, and the
+    sample panels of its first `keep` images (tiled as the dataset asks; a method that is CPU-bound per
+    image is spread over every core). A method that uses the noise level is given each test set's known
+    noise first."""
     denoise = partial(method.denoise, tile=datamodule.inference_tile)
-    return {name: evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
-                           description=f"{name} {description}", transform=not method.scored_as_is,
-                           workers=-1 if method.parallel_images else 1, keep=keep)
-            for name in datamodule.test_sets}
+    evaluations = {}
+    for name in datamodule.test_sets:
+        if datamodule.unscored(name):
+            continue
+        method.given_noise(datamodule.known_noise(name))
+        evaluations[name] = evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
+                                     description=f"{name} {description}", transform=not method.scored_as_is,
+                                     workers=-1 if method.parallel_images else 1, keep=keep)
+    return evaluations
 
 
 def stored_scores(evaluation: Evaluation, d_f: float | None = None) -> TestScores:

@@ -18,10 +18,11 @@ import pandas as pd
 
 from benchmark import statistics
 from benchmark.registry import ConfigError
-from benchmark.spec import Cell, TableSpec
+from benchmark.spec import Cell, Note, TableSpec
 from benchmark.store import ResultStore
 from datamodules import DATASETS
-from datamodules.base import clean_id
+from datamodules.base import DenoisingDataModule, clean_id
+from methods.noise_level import known_noise
 
 DEFAULT_REFERENCE = "noise2same"
 STATS = ["mean", "ci_low", "ci_high", "n_images", "n_seeds", "seed_std"]
@@ -67,7 +68,9 @@ def collect(cells: list[Cell], store: ResultStore, metrics: list[str]) -> pd.Dat
         if result is None:
             continue
         for test_set, label in table_columns(cell):
-            scores = result.tests[test_set]
+            scores = result.tests.get(test_set)  # None: a test set without clean images
+            if scores is None:
+                continue
             for metric in metrics:
                 base = {"row": cell.row, "metric": metric, "column": label, "seed": cell.seed}
                 if metric == "psnr":
@@ -138,14 +141,17 @@ class Report:
     stats: pd.DataFrame = field(default_factory=pd.DataFrame)
     images: dict[str, dict[str, pd.Series]] = field(default_factory=dict)
     undecided: dict[str, tuple[int, int]] = field(default_factory=dict)
+    unscored: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def cell_text(self, key: tuple[str, str], column: str, value: float) -> str:
         """A field: `mean +- half-width of the 95% CI` (bold when it ties with the column's best), the
         paper's number with our difference to it in brackets, 'n/a' for a cell that does not apply,
-        'failed' for one whose run (of any seed) failed, '' for one not yet run, '-' where the paper has
-        no number."""
+        'failed' for one whose run (of any seed) failed, 'no PSNR' in a column without clean test images,
+        '' for one not yet run, '-' where the paper has no number."""
         if (key[0], column) in self.not_applicable:
             return "n/a"
+        if (key[0], column) in self.unscored:
+            return "no PSNR"
         if (key[0], column) in self.failed:
             return "failed"
         if pd.isna(value):
@@ -226,11 +232,16 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
     failures = [(cell, store.failure(cell.id)) for cell in cells if not cell.not_applicable]
     failed = {(cell.row, label): f"{cell.row} on {cell.column} (seed {cell.seed}): {reason}"
               for cell, reason in failures if reason for _, label in table_columns(cell)}
+    unscored_columns = {label: f"{cell.column}: {reason}" for cell in {cell.column: cell for cell in cells}.values()
+                        for test_set, label in table_columns(cell)
+                        if (reason := DATASETS.get(cell.dataset)(**cell.dataset_kwargs).unscored(test_set))}
+    unscored = {(cell.row, label): unscored_columns[label] for cell in cells if not cell.not_applicable
+                for _, label in table_columns(cell) if label in unscored_columns}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
     order = {label: i for i, label in enumerate(table.columns)}
     stats = stats.reindex(sorted(stats.index, key=lambda key: (index.get_loc(key[:2]), order.get(key[2], 0))))
     return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells), failed, stats, images,
-                  undecided)
+                  undecided, unscored)
 
 
 def dataset_notes(cells: list[Cell]) -> list[str]:
@@ -240,11 +251,23 @@ def dataset_notes(cells: list[Cell]) -> list[str]:
     for cell in {cell.column: cell for cell in cells}.values():
         dataset = DATASETS.get(cell.dataset)(**cell.dataset_kwargs)
         paper = " / ".join(dict.fromkeys(dataset.paper_columns.values()))
-        role = f"stand-in for the paper's {paper}" if dataset.stand_in else f"the paper's {paper}"
+        role = "" if not paper else f"; stand-in for the paper's {paper}" if dataset.stand_in else f"; the paper's {paper}"
         name = f"`{cell.column}`" + (f" (`{cell.dataset}`)" if cell.column != cell.dataset else "")
         draws = f", each test image under {dataset.test_draws} fixed noise draws" if dataset.test_draws > 1 else ""
-        notes.append(f"- {name}: {dataset.description}{draws}; {role}.")
+        filters = f"; {classical_noise_note(dataset)}" if {"nlm", "bm3d"} & {c.method for c in cells} else ""
+        notes.append(f"- {name}: {dataset.description}{draws}{role}{filters}.")
     return notes
+
+
+def classical_noise_note(dataset: DenoisingDataModule) -> str:
+    """Which noise level NLM and BM3D (with noise_level 'known') filter a dataset's test sets at."""
+    described = {}
+    for test_set in dataset.test_sets:
+        view = known_noise(noise) if (noise := dataset.known_noise(test_set)) is not None else None
+        described[test_set] = view.describe() if view else "a sigma estimated from each noisy image (wavelet MAD)"
+    if len(set(described.values())) == 1:
+        return f"NLM and BM3D use {next(iter(described.values()))}"
+    return "NLM and BM3D use " + "; ".join(f"on {test_set}, {text}" for test_set, text in described.items())
 
 
 def uncertainty_note(report: Report) -> list[str]:
@@ -272,7 +295,29 @@ def uncertainty_note(report: Report) -> list[str]:
     return lines
 
 
-def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
+NOTE_MARKS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def with_note_marks(lines: list[str], printed: pd.DataFrame, notes: list[Note]) -> list[str]:
+    """The table's Markdown rows with each note's mark `[a]` after the row's label or, for a note on a
+    paper column, after the paper's number of that row there."""
+    labels = [key[0] if isinstance(key, tuple) else key for key in printed.index]
+    marked = [line.strip("|").split(" | ") for line in lines]
+    for mark, note in zip(NOTE_MARKS, notes):
+        if note.row not in labels:
+            continue
+        fields = marked[labels.index(note.row)]
+        if note.column is None:
+            fields[0] = f"{fields[0].strip()} [{mark}]"
+            continue
+        for index, column in enumerate(printed.columns, start=len(fields) - len(printed.columns)):
+            if column.endswith(f" paper ({note.column})"):
+                fields[index] = f"{fields[index].strip()} [{mark}]"
+    return ["| " + " | ".join(field.strip() for field in fields) + " |" for fields in marked]
+
+
+def table_markdown(spec: TableSpec, preset: str, report: Report) -> str:
+    """The table's Markdown page: the fields, their footnotes and notes, the uncertainty note, the datasets."""
     printed = report.text()
     lines = [f"# {spec.title}", "",
              f"Preset `{preset}`. Ours: mean over test images of the per-image value, by each dataset's protocol. "
@@ -280,7 +325,7 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
     header = [*printed.index.names, *printed.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     # One footnote per (row, column), shared by a dataset's test-set columns, numbered across both kinds.
-    notes = {"n/a": report.not_applicable, "failed": report.failed}
+    notes = {"n/a": report.not_applicable, "failed": report.failed, "no PSNR": report.unscored}
     footnotes: list[tuple[str, str]] = []
     for key, row in printed.iterrows():
         keys = list(key) if isinstance(key, tuple) else [key]
@@ -293,9 +338,15 @@ def _markdown(spec: TableSpec, preset: str, report: Report) -> str:
                 text = f"{text} [{footnotes.index(note) + 1}]"
             fields.append(text)
         lines.append("| " + " | ".join([*keys, *fields]) + " |")
-    for kind, heading in (("n/a", "Not applicable:"), ("failed", "Failed (`--retry-failed` runs them again):")):
+    if len(printed):
+        lines[-len(printed):] = with_note_marks(lines[-len(printed):], printed, spec.notes(preset))
+    for kind, heading in (("n/a", "Not applicable:"), ("failed", "Failed (`--retry-failed` runs them again):"),
+                          ("no PSNR", "No PSNR (the trained networks are kept; `python -m benchmark denoise` "
+                                      "applies them):")):
         if any(k == kind for k, _ in footnotes):
             lines += ["", heading] + [f"{i}. {note}" for i, (k, note) in enumerate(footnotes, start=1) if k == kind]
+    if spec.notes(preset):
+        lines += ["", "Notes:"] + [f"{mark}. {note.text}" for mark, note in zip(NOTE_MARKS, spec.notes(preset))]
     note = uncertainty_note(report)
     if note:
         lines += ["", *note]
@@ -368,7 +419,7 @@ def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultS
     printed = report.text()
     results_dir.mkdir(parents=True, exist_ok=True)
     report.csv().to_csv(results_dir / f"{spec.name}.csv", index=False)
-    (results_dir / f"{spec.name}.md").write_text(_markdown(spec, preset, report))
+    (results_dir / f"{spec.name}.md").write_text(table_markdown(spec, preset, report))
     if "psnr" in spec.metrics and not report.stats.empty:
         plot_forest(report, spec.title, results_dir / f"{spec.name}.png")
     if against is not None:

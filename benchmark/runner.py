@@ -25,7 +25,7 @@ from benchmark.cell import provenance, run_cell
 from benchmark.console import warn_in_one_line
 from benchmark.launchers import LaunchOptions, Record, run_on_gpus, run_on_slurm
 from benchmark.registry import ConfigError
-from benchmark.spec import Cell, Resources
+from benchmark.spec import Cell, Resources, shared_cells
 from benchmark.store import DoneRecord, FailedRecord, ResultStore, StoreError
 from datamodules import DATASETS
 from datamodules.base import MissingDataError
@@ -82,18 +82,20 @@ def training_volume(cell: Cell) -> str:
 
 
 def dry_run(cells: list[Cell], data_dir: Path, store: ResultStore, echo: Callable[[str], None] = print) -> int:
-    """Print every cell with its resolved config and cost (or that it is stored), and what data is
-    missing for the cells still to run; 1 if any is, else 0."""
+    """Print every cell with its resolved config and cost (or that it is stored) and the other packaged
+    tables it is a cell of, and what data is missing for the cells still to run; 1 if any is, else 0."""
     applicable = [cell for cell in cells if not cell.not_applicable]
     stored = {cell.id for cell in applicable if store.has(cell.id)}
     todo = [cell for cell in applicable if cell.id not in stored]
+    shared = shared_cells(applicable)
     for cell in cells:
         if cell.not_applicable:
             echo(f"{cell.id}: n/a ({cell.not_applicable})")
             continue
         cost = f"{training_volume(cell)}; " if cell.trainable else ""
         state = "stored" if cell.id in stored else f"{cost}about {format_duration(estimated_seconds(cell))} on a 2-core CPU"
-        echo(f"{cell.id}: {state}\n    {describe(cell)}")
+        also = f" (the same cell as {', '.join(shared[cell.id])}: trained once)" if cell.id in shared else ""
+        echo(f"{cell.id}: {state}{also}\n    {describe(cell)}")
     total = sum(estimated_seconds(cell) for cell in todo)
     echo(f"{len(cells)} cells: {len(cells) - len(applicable)} not applicable, {len(stored)} already in {store.root}, "
          f"{len(todo)} to run: about {format_duration(total)} on a 2-core CPU")
@@ -116,8 +118,10 @@ def format_duration(seconds: float) -> str:
 
 
 def summary(result: DoneRecord) -> str:
-    """'PSNR 27.10 dB', or one figure per test set when there are several."""
+    """'PSNR 27.10 dB', or one figure per test set when there are several ('no PSNR' without clean test images)."""
     tests = result.tests
+    if not tests:
+        return "no PSNR (no clean test images)"
     if len(tests) == 1:
         return f"PSNR {next(iter(tests.values())).psnr_mean:.2f} dB"
     return "PSNR " + ", ".join(f"{name} {test.psnr_mean:.2f}" for name, test in tests.items()) + " dB"

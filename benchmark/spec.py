@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
@@ -26,7 +26,7 @@ from methods.unet import UNetConfig
 RUNNER_METHOD_ARGS = frozenset({"in_channels", "spatial_dims", "backbone", "seed", "gaussian_sigma",
                                 "lr", "lr_halving_steps"})
 PRESET_SECTIONS = frozenset({"seeds", "train", "backbone", "methods", "datasets", "evaluation", "speed",
-                             "batch_scale", "resources"})
+                             "batch_scale", "resources", "notes"})
 RUNNER_DATA_ARGS = frozenset({"data_dir", "train_keys", "batch_size", "patch_size", "train_samples", "seed",
                               "num_workers"})
 SPEC_KEYS = frozenset({"title", "kind", "metrics", "methods", "presets"})
@@ -182,6 +182,16 @@ class Row:
     evaluation: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Note:
+    """A footnote of a preset's table: on a row's label, or, with `column` (a paper column such as
+    BSD68), on the paper's number of that row there."""
+
+    row: str
+    text: str
+    column: str | None = None
+
+
 def theorem2_rows(values: list[float], method: str = "noise2same") -> list[Row]:
     """Figure 4's sweep: for each sigma_loss, Noise2Same on unstandardised images with
     lambda_inv = 2 * sigma_loss, the invariance weight Theorem 2 gives for Gaussian noise of std sigma_loss."""
@@ -233,6 +243,28 @@ def _merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
+def packaged_tables() -> list[str]:
+    """The names of the specs shipped in benchmark/specs/."""
+    specs = resources.files("benchmark") / "specs"
+    return sorted(p.name.removesuffix(".yaml") for p in specs.iterdir() if p.name.endswith(".yaml"))
+
+
+def shared_cells(cells: list[Cell]) -> dict[str, list[str]]:
+    """Cell id -> where else the same cell appears ("table1 'UPS 5x5'"): in the other packaged tables
+    under the cells' preset. One config is one cell of the store, trained once for every table."""
+    where: dict[str, list[str]] = {}
+    own = {cell.id for cell in cells}
+    for preset in dict.fromkeys(cell.preset for cell in cells):
+        for name in packaged_tables():
+            spec = TableSpec.load(name)
+            if name in {cell.table for cell in cells} or preset not in spec.presets:
+                continue
+            for other in spec.cells(preset, seeds=sorted({cell.seed for cell in cells})):
+                if other.id in own:
+                    where.setdefault(other.id, []).append(f"{name} {other.row!r}")
+    return where
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """A table: its rows (methods, or labelled variants of them) and presets, loaded from
@@ -258,7 +290,7 @@ class TableSpec:
             raw, name = read_yaml(path, str(path)), path.stem
         else:
             specs = resources.files("benchmark") / "specs"
-            known = sorted(p.name.removesuffix(".yaml") for p in specs.iterdir() if p.name.endswith(".yaml"))
+            known = packaged_tables()
             if name not in known:
                 raise UnknownNameError(f"unknown table {name!r}; valid tables: {', '.join(known)} "
                                        "(or the path of a spec file, e.g. ./my.yaml)")
@@ -289,6 +321,19 @@ class TableSpec:
         if name not in self.presets:
             raise UnknownNameError(f"unknown preset {name!r} for {self.name}; valid presets: {', '.join(self.presets)}")
         return self.presets[name]
+
+    def notes(self, preset: str) -> list[Note]:
+        """The preset's footnotes (`notes:`, a list of {row, column (optional), text})."""
+        entries = self.preset(preset).get("notes") or []
+        where = f"{self.name}, preset {preset!r}, notes"
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}: expected a list of {{row: label, column: paper column, text: ...}}")
+        notes = [_build(Note, entry, where) for entry in entries]
+        labels = [row.label for row in self.rows]
+        for note in notes:
+            if note.row not in labels:
+                raise ConfigError(f"{where}: row {note.row!r} is not a row of {self.name}; its rows: {', '.join(labels)}")
+        return notes
 
     def resources(self, preset: str, devices: int | None = None, nodes: int | None = None) -> Resources:
         """The devices and nodes each trained cell gets under `preset` (its `resources` section), with
@@ -354,8 +399,8 @@ class TableSpec:
 def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, seed: int, where: str,
                    overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The full config of one cell: dataset and method keyword arguments with their defaults, and,
-    for a trainable method, the training run, backbone and (when asked) extra evaluation and speed
-    options; `overrides` comes last."""
+    for a trainable method, the training run (preset, column, the method's own entry of each, row),
+    backbone and (when asked) extra evaluation and speed options; `overrides` comes last."""
     overrides = overrides or {}
     dataset, method = column["name"], row.method
     dataset_cls, method_cls = DATASETS.get(dataset), METHODS.get(method)
@@ -367,13 +412,16 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; "
                           f"valid sections: {', '.join(sorted(PRESET_SECTIONS))}")
-    for section, values in [*((key, settings.get(key)) for key in PRESET_SECTIONS - {"seeds", "batch_scale"}),
+    for section, values in [*((key, settings.get(key)) for key in PRESET_SECTIONS - {"seeds", "batch_scale", "notes"}),
                             *((f"datasets.{column['name']}.{key}", column.get(key)) for key in ("dataset", "train",
                                                                                              "backbone", "methods"))]:
         if values is not None and not isinstance(values, dict):
             raise ConfigError(f"{where}, {section}: expected a mapping (key: value), got {values!r}")
-    method_args = _merge((settings.get("methods") or {}).get(method), (column.get("methods") or {}).get(method),
-                         row.kwargs)
+    # A `methods.<name>` entry (of the preset or of the column) holds the method's keyword arguments and,
+    # under `train`, that method's own training run there (the paper trains Noise2Same longer on BSD68).
+    method_layers = [dict((layer.get("methods") or {}).get(method) or {}) for layer in (settings, column)]
+    method_train = [layer.pop("train", None) for layer in method_layers]
+    method_args = _merge(*method_layers, row.kwargs)
     config: dict[str, Any] = {
         "dataset": {"name": dataset, **resolve_kwargs(dataset_cls, column.get("dataset") or {},
                                                       f"{where}, dataset {dataset}", RUNNER_DATA_ARGS)},
@@ -382,8 +430,8 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
         "seed": seed,
     }
     if method_cls.trainable:
-        train = _build(TrainConfig, _merge(settings.get("train"), column.get("train"), row.train, overrides.get("train")),
-                       f"{where}, train")
+        train = _build(TrainConfig, _merge(settings.get("train"), column.get("train"), *method_train, row.train,
+                                           overrides.get("train")), f"{where}, train")
         if "batch_scale" in settings:  # one factor for every row's batch (Figure 3 on a CPU)
             scale = checked(PositiveFloat, settings["batch_scale"], f"{where}.batch_scale")
             train = replace(train, batch_size=max(1, round(train.batch_size * scale)))
@@ -407,6 +455,9 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - set(valid))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    if absent := [name for name in required if name not in values]:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(absent)} in {values!r}")
     hints = get_type_hints(cls, include_extras=True)
     return cls(**{key: checked(hints[key], value, f"{where}.{key}") for key, value in values.items()})
 

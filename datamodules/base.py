@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from benchmark.registry import ConfigError
 from datamodules.evaluation import PSNRProtocol
-from datamodules.noise import NoiseModel
+from datamodules.noise import Gaussian, NoiseModel
 
 Array = np.ndarray
 
@@ -183,6 +183,18 @@ class DenoisingDataModule(pl.LightningDataModule):
     @abstractmethod
     def load_splits(self) -> dict[str, Split]:
         """The 'train' and 'val' splits and one split per name in `test_sets`."""
+
+    def unscored(self, test_set: str) -> str | None:
+        """Why a test set cannot be scored (it has no clean images), or None: the table says so in its column."""
+        return None
+
+    def known_noise(self, test_set: str) -> NoiseModel | None:
+        """The noise of a test set's noisy images where the dataset knows it (its synthetic recipe, or
+        Gaussian noise of known std), for methods that use the noise level; None where it is unknown."""
+        drawn = self.test_noise(test_set)
+        if drawn is not None:
+            return drawn[0]
+        return None if self.gaussian_sigma is None else Gaussian(self.gaussian_sigma)
 
     def test_noise(self, test_set: str) -> tuple[NoiseModel, int, int] | None:
         """(noise model, seed, split tag) that made the noisy images of `test_set` by `noisy_draw`, so that

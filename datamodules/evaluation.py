@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Iterator, Sized
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from tqdm.auto import tqdm
@@ -79,6 +79,9 @@ class Evaluation:
         return float(np.mean(self.psnr))
 
 
+IDLE_WORKER_SECONDS = 5
+
+
 def evaluate(denoise: Callable[[Tensor], Tensor], loader: Iterable[dict], protocol: PSNRProtocol,
              description: str = "test", transform: bool = True, workers: int = 1, keep: int = 0) -> Evaluation:
     """Denoise every image of the loader once and score it by the protocol; keep the sample panels of
@@ -93,8 +96,11 @@ def evaluate(denoise: Callable[[Tensor], Tensor], loader: Iterable[dict], protoc
                 yield batch, denoise(batch["noisy"])
         else:
             batches = list(loader)
-            yield from zip(batches, Parallel(n_jobs=workers, return_as="generator")(
-                delayed(denoise)(batch["noisy"]) for batch in batches))
+            # Idle workers leave after a few seconds, not joblib's 300: a process that ends (a worker of
+            # cells run side by side) waits for them.
+            with parallel_config(backend="loky", idle_worker_timeout=IDLE_WORKER_SECONDS):
+                yield from zip(batches, Parallel(n_jobs=workers, return_as="generator")(
+                    delayed(denoise)(batch["noisy"]) for batch in batches))
 
     ids: list[str] = []
     scores: list[float] = []

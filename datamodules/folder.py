@@ -230,9 +230,13 @@ class Folder(DenoisingDataModule):
         """The recipe's noise, seed and the test split's tag (more test draws can be made); None for noisy files."""
         return (self.noise_model, self.noise_seed, SPLITS.index("test")) if self.noise_model else None
 
+    def unscored(self, test_set: str) -> str | None:
+        """NO_PSNR for a test folder without clean images (and no recipe to draw the noisy ones from clean)."""
+        return NO_PSNR if self.files and "clean" not in self.files[test_set].kinds and not self.noise_model else None
+
     def eval_dataloader(self, split: str) -> DataLoader:
         """As the base's; a test set without clean images stops with a line saying that no PSNR can be computed."""
-        if split in self.test_sets and self.splits[split].clean is None:
+        if split in self.test_sets and self.unscored(split):
             raise FolderError(f"{self.files[split].folder}: {NO_PSNR} for this column (the trained network is kept; "
                               "apply it with `python -m benchmark denoise`)")
         return super().eval_dataloader(split)

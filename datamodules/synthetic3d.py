@@ -84,6 +84,10 @@ class Synthetic3D(DenoisingDataModule):
         self.test_volumes = test_volumes
         self.data_seed = data_seed
 
+    def known_noise(self, test_set: str) -> NoiseModel:
+        """The Poisson-Gaussian noise of condition `test_set` (C1, C2, C3)."""
+        return CONDITION_NOISE[test_set]
+
     def clean_volumes(self, split: str, count: int, size: int) -> list[np.ndarray]:
         """`count` clean volumes of shape (1, depth, size, size); volume i drawn from (data_seed, split tag, i)."""
         shape, tag = (self.depth, size, size), SPLIT_TAGS[split]

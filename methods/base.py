@@ -42,6 +42,10 @@ class MethodTraits:
     # True for methods that denoise image by image on one CPU core: evaluation spreads images over cores.
     parallel_images: ClassVar[bool] = False
 
+    def given_noise(self, noise: Any) -> None:
+        """The noise model of the test set about to be denoised, where the dataset knows it (else None);
+        a method that uses the noise level keeps it, the others ignore it."""
+
     @classmethod
     def not_applicable_to(cls, dataset: Any) -> str | None:
         """Why the method cannot run on `dataset` (a datamodule), or None when it can."""

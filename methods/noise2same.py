@@ -15,18 +15,24 @@ from methods.masking import MaskFraction, ReplacementName
 from methods.registry import register_method
 
 
+SQRT_FLOOR = 1e-12  # below it, sqrt(L_inv) passes no gradient (sqrt's derivative at 0 is infinite)
+
+
 def noise2same_loss(x: Tensor, out_full: Tensor, out_masked: Tensor, mask: Tensor,
                     lambda_inv: float) -> tuple[Tensor, LossTerms]:
     """L = sum_all (f(x) - x)^2 / m + lambda_inv * sqrt( sum_J (f(x) - f(x_Jc))^2 / |J| )   (eq. 7).
 
     Also returns the blind-spot MSE on J, sum_J (f(x_Jc) - x)^2 / |J|, which the official code logs
-    (computed without a graph: it is not part of L).
+    (computed without a graph: it is not part of L). The square root is taken of max(L_inv, 1e-12):
+    the same value and gradient wherever L_inv > 1e-12, and no infinite gradient where a network that
+    has collapsed to a constant output makes L_inv exactly 0 (natural-rgb, seed 2, step 94 of the cpu
+    preset: an infinite gradient there turned every weight into NaN).
     """
     rec = F.mse_loss(out_full, x)
     inv = masked_mean((out_full - out_masked).pow(2), mask)
     with torch.no_grad():
         blind_spot = masked_mean((out_masked - x).pow(2), mask)
-    return rec + lambda_inv * inv.sqrt(), {"rec": rec, "inv": inv, "blind_spot": blind_spot}
+    return rec + lambda_inv * inv.clamp_min(SQRT_FLOOR).sqrt(), {"rec": rec, "inv": inv, "blind_spot": blind_spot}
 
 
 @register_method("noise2same")

@@ -33,7 +33,7 @@ def test_table1_reports_d_f_and_psnr_per_replacement(tmp_path, capsys):
     assert main(["run", "table1", "--preset", "smoke", "--methods", rows, "--results", str(tmp_path)]) == 0
     results = stored_results(tmp_path)
     by_row = {r["config"]["method"]["name"] + " " + str(r["config"]["method"].get("replacement")): r for r in results}
-    assert set(by_row) == {"noise2self_noise gaussian:0.5", "noise2self_noise ups:5", "laine None"}
+    assert set(by_row) == {"noise2self_noise gaussian:0.5", "noise2void ups:5", "laine None"}  # UPS 5x5 is Noise2Void
     for result in results:
         assert result["config"]["evaluation"]["d_f"] is True and result["tests"]["test"]["d_f"] >= 0
     # The blind-spot network is J-invariant: J of one pixel per image here (saturated sampling).
@@ -42,7 +42,7 @@ def test_table1_reports_d_f_and_psnr_per_replacement(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "smoke" / "partial" / "table1.csv", index_col=[0, 1, 2])  # method, metric, column
     assert set(table.index.get_level_values("column")) == {"natural-gray"}
     assert table.loc[("UPS 5x5", "D(f) x1e-3", "natural-gray"), "paper"] == 18.31  # shown x1e3, as printed
-    d_f = by_row["noise2self_noise ups:5"]["tests"]["test"]["d_f"]
+    d_f = by_row["noise2void ups:5"]["tests"]["test"]["d_f"]
     assert table.loc[("UPS 5x5", "D(f) x1e-3", "natural-gray"), "mean"] == pytest.approx(d_f * 1e3, abs=5e-4)
     assert "| shifting RF | PSNR |" in (tmp_path / "smoke" / "partial" / "table1.md").read_text()
 

@@ -61,5 +61,7 @@ def test_applicability():
     assert "needs noisy2" in METHODS.get("noise2noise").not_applicable_to(no_pairs)
     assert METHODS.get("noise2same").not_applicable_to(no_pairs) is None
     assert "needs clean" in METHODS.get("noise2true").not_applicable_to(dataset(provides=frozenset({"noisy"})))
-    assert "2-D images only" in METHODS.get("bm3d").not_applicable_to(dataset(spatial_dims=3))
+    flat = type("Flat", (METHODS.get("nlm"),), {"supports_3d": False})
+    assert "2-D images only" in flat.not_applicable_to(dataset(spatial_dims=3))
     assert METHODS.get("nlm").not_applicable_to(dataset(spatial_dims=3)) is None
+    assert METHODS.get("bm3d").not_applicable_to(dataset(spatial_dims=3)) is None  # BM4D

@@ -138,3 +138,18 @@ def test_volume_bench_measures_a_volume_through_denoise(tmp_path):
     assert 0 < result["throughput_ratio"] < 2
     assert result["peak_rss_mib"] >= result["rss_before_mib"] > 0  # a process's peak may predate the measurement
     assert "| throughput ratio (target >= 0.8) |" in markdown(result)
+
+
+def test_a_column_without_clean_test_images_says_no_psnr_and_keeps_the_network(tmp_path, capsys):
+    data = fixture.write(tmp_path / "data", "volume-noisy")
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(SPEC.format(path=data).replace("[noise2same, laine_bayes, input]", "[noise2void, input]")
+                    .replace(', noise: "gaussian:300"', "").replace("patch_size: 16", "patch_size: [4, 16, 16]"))
+    assert main(["run", str(spec), "--preset", "smoke", "--results", str(tmp_path / "results")]) == 0
+    table = (tmp_path / "results" / "smoke" / "mine.md").read_text()
+    assert "| noise2void | no PSNR [1] |" in table and "| input | no PSNR [1] |" in table
+    assert "1. mine: no clean test images: no PSNR can be computed." in table
+    assert "no PSNR can be computed." in table.split("Datasets:")[1]  # no paper's column to name
+    assert "folder x noise2void: no PSNR (no clean test images)" in capsys.readouterr().out
+    cell = find_cell(tmp_path / "results", table=str(spec), preset="smoke", method="noise2void", dataset="mine")
+    assert cell.checkpoint.is_file()

@@ -21,6 +21,23 @@ def test_loss_equals_the_formula_on_a_hand_made_case():
     assert terms["blind_spot"].item() == pytest.approx(((0.5 - 1.0) ** 2 + 0) / 2)
 
 
+def test_a_constant_output_gives_a_finite_gradient_and_elsewhere_the_gradient_is_sqrts():
+    x = torch.randn(2, 1, 8, 8)
+    mask = torch.rand_like(x) < 0.2
+    collapsed = torch.zeros_like(x, requires_grad=True)  # f(x) = f(x_Jc) = 0: L_inv is exactly 0
+    loss, terms = noise2same_loss(x, collapsed, collapsed, mask, 2.0)
+    loss.backward()
+    assert terms["inv"].item() == 0.0 and torch.isfinite(collapsed.grad).all()
+    full = torch.randn_like(x, requires_grad=True)
+    masked = torch.randn_like(x)
+    loss, terms = noise2same_loss(x, full, masked, mask, 2.0)
+    loss.backward()
+    reference = full.detach().clone().requires_grad_(True)
+    inv = ((reference - masked) ** 2)[mask].mean()
+    (((reference - x) ** 2).mean() + 2.0 * inv.sqrt()).backward()
+    torch.testing.assert_close(full.grad, reference.grad)
+
+
 def test_invariance_term_ignores_outputs_outside_j():
     x = torch.randn(2, 1, 8, 8)
     full, masked = torch.randn_like(x), torch.randn_like(x)

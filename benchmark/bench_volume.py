@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.console import whole_numbers
 from benchmark.denoise import denoise_file, full_tile
 from methods import METHODS
 from methods.tiling import tile_count
@@ -125,18 +126,17 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(["| measure | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]]) + "\n"
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.bench_volume", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small volume and network (seconds)")
-    parser.add_argument("--shape", type=_ints, help="Z,Y,X of the volume (default 96,1024,1024)")
-    parser.add_argument("--tile", type=_ints, help="window of the last axes, e.g. 256,256 or 32,256,256")
+    parser.add_argument("--shape", type=whole_numbers("volume sizes", "96,1024,1024"),
+                        help="Z,Y,X of the volume (default 96,1024,1024)")
+    parser.add_argument("--tile", type=whole_numbers("window sizes", "256,256"),
+                        help="window of the last axes, e.g. 256,256 or 32,256,256")
     parser.add_argument("--overlap", type=int, help="overlap (default: the receptive radius, exact)")
-    parser.add_argument("--backbone", type=_ints, help="DEPTH,CHANNELS of a U-Net with batch norm instead of the paper's "
-                        "(3,96), e.g. 1,1 to see the memory that scales with the volume")
+    parser.add_argument("--backbone", type=whole_numbers("DEPTH,CHANNELS", "3,16"),
+                        help="DEPTH,CHANNELS of a U-Net with batch norm instead of the paper's (3,96), e.g. 1,1 to see "
+                             "the memory that scales with the volume")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available; on a 2-core CPU the default volume takes hours)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="folder for bench_volume.{md,json}")

@@ -14,6 +14,7 @@ import torch
 
 from benchmark import denoise, export
 from benchmark.bench import BenchConfig, run_bench
+from benchmark.console import whole_numbers
 from benchmark.figures import FIGURES, write_figure
 from benchmark.launchers import LaunchOptions
 from benchmark.registry import ConfigError
@@ -76,13 +77,6 @@ def _table_args(parser: argparse.ArgumentParser) -> None:
                         help="train a torch.compile'd network (default backend inductor, or the one named)")
 
 
-def _gpu_ids(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(name) for name in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"GPU ids are comma-separated whole numbers, e.g. 0,1; got {text!r}") from None
-
-
 def _launch_args(parser: argparse.ArgumentParser) -> None:
     """Where the cells run (launcher, devices and nodes per cell, SLURM settings) and which are retried."""
     group = parser.add_argument_group("launching", "where the cells run (README: Running at scale)")
@@ -96,7 +90,7 @@ def _launch_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--devices", type=_positive, help="devices (GPUs) per node for each trained cell; more than one "
                        "trains it with DDP, tested on one device (default: the preset's, else 1)")
     group.add_argument("--nodes", type=_positive, help="nodes per trained cell, with --launcher slurm (default: 1)")
-    group.add_argument("--gpus", type=_gpu_ids,
+    group.add_argument("--gpus", type=whole_numbers("GPU ids", "0,1"),
                        help="GPU ids the gpus launcher uses, e.g. 0,1,2,3 (default: every visible GPU)")
     group.add_argument("--partition", help="SLURM partition (default: the cluster's)")
     group.add_argument("--time", type=_positive, default=24 * 60,

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from benchmark.cell import build_method
+from benchmark.console import whole_numbers
 from benchmark.registry import ConfigError
 from benchmark.spec import Cell, TableSpec
 from benchmark.store import ResultStore
@@ -220,13 +221,6 @@ def denoise_files(trained: TrainedCell, inputs: list[Path], output: Path | None,
     return written
 
 
-def _tile(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(size) for size in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"window sizes are whole numbers, e.g. 256 or 32,256,256; got {text!r}") from None
-
-
 def add_cell_args(parser: argparse.ArgumentParser) -> None:
     """The options that name one trained cell (see `find_cell`)."""
     group = parser.add_argument_group("trained cell", "one of --cell, --checkpoint, or --table with --method and --dataset")
@@ -255,7 +249,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--axes", help="axes of the files, e.g. YX, YXC, CYX, ZYX (default: guessed from each file's shape)")
-    parser.add_argument("--tile", type=_tile, default=(256, 256),
+    parser.add_argument("--tile", type=whole_numbers("window sizes", "256 or 32,256,256"), default=(256, 256),
                         help="window size of the last axes, e.g. 256 (Y and X) or 32,256,256 (default: 256,256)")
     parser.add_argument("--overlap", type=int, help="overlap of the windows in pixels (default: the backbone's receptive "
                         "radius, which gives the whole image's result)")

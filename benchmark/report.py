@@ -232,29 +232,35 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
     failures = [(cell, store.failure(cell.id)) for cell in cells if not cell.not_applicable]
     failed = {(cell.row, label): f"{cell.row} on {cell.column} (seed {cell.seed}): {reason}"
               for cell, reason in failures if reason for _, label in table_columns(cell)}
-    unscored_columns = {label: f"{cell.column}: {reason}" for cell in {cell.column: cell for cell in cells}.values()
-                        for test_set, label in table_columns(cell)
-                        if (reason := DATASETS.get(cell.dataset)(**cell.dataset_kwargs).unscored(test_set))}
+    datasets = column_datasets(cells)
+    unscored_columns = {label: f"{cell.column}: {reason}" for cell, dataset in datasets.values()
+                        for test_set, label in table_columns(cell) if (reason := dataset.unscored(test_set))}
     unscored = {(cell.row, label): unscored_columns[label] for cell in cells if not cell.not_applicable
                 for _, label in table_columns(cell) if label in unscored_columns}
     missing = sum(not cell.not_applicable and not store.has(cell.id) for cell in cells)
     order = {label: i for i, label in enumerate(table.columns)}
     stats = stats.reindex(sorted(stats.index, key=lambda key: (index.get_loc(key[:2]), order.get(key[2], 0))))
-    return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(cells), failed, stats, images,
-                  undecided, unscored)
+    methods = {cell.method for cell in cells}
+    return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(datasets, methods), failed, stats,
+                  images, undecided, unscored)
 
 
-def dataset_notes(cells: list[Cell]) -> list[str]:
-    """One line per column of the cells: what its dataset is and which dataset of the paper it is or
-    stands in for."""
+def column_datasets(cells: list[Cell]) -> dict[str, tuple[Cell, DenoisingDataModule]]:
+    """Column -> a cell of it and its dataset, built once (without loading data)."""
+    return {column: (cell, DATASETS.get(cell.dataset)(**cell.dataset_kwargs))
+            for column, cell in {cell.column: cell for cell in cells}.items()}
+
+
+def dataset_notes(datasets: dict[str, tuple[Cell, DenoisingDataModule]], methods: set[str]) -> list[str]:
+    """One line per column: what its dataset is, which dataset of the paper it is or stands in for,
+    and, where the table has NLM or BM3D, the noise level they use there."""
     notes = []
-    for cell in {cell.column: cell for cell in cells}.values():
-        dataset = DATASETS.get(cell.dataset)(**cell.dataset_kwargs)
+    for cell, dataset in datasets.values():
         paper = " / ".join(dict.fromkeys(dataset.paper_columns.values()))
         role = "" if not paper else f"; stand-in for the paper's {paper}" if dataset.stand_in else f"; the paper's {paper}"
         name = f"`{cell.column}`" + (f" (`{cell.dataset}`)" if cell.column != cell.dataset else "")
         draws = f", each test image under {dataset.test_draws} fixed noise draws" if dataset.test_draws > 1 else ""
-        filters = f"; {classical_noise_note(dataset)}" if {"nlm", "bm3d"} & {c.method for c in cells} else ""
+        filters = f"; {classical_noise_note(dataset)}" if {"nlm", "bm3d"} & methods else ""
         notes.append(f"- {name}: {dataset.description}{draws}{role}{filters}.")
     return notes
 
@@ -298,22 +304,15 @@ def uncertainty_note(report: Report) -> list[str]:
 NOTE_MARKS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def with_note_marks(lines: list[str], printed: pd.DataFrame, notes: list[Note]) -> list[str]:
-    """The table's Markdown rows with each note's mark `[a]` after the row's label or, for a note on a
-    paper column, after the paper's number of that row there."""
-    labels = [key[0] if isinstance(key, tuple) else key for key in printed.index]
-    marked = [line.strip("|").split(" | ") for line in lines]
+def note_marks(notes: list[Note], columns: list[str]) -> dict[tuple[str, str | None], str]:
+    """(row label, printed column, or None for the label itself) -> the marks ' [a]' of the notes on it:
+    a note with a paper column (e.g. BSD68) marks the paper's number of its row in that column."""
+    marks: dict[tuple[str, str | None], str] = {}
     for mark, note in zip(NOTE_MARKS, notes):
-        if note.row not in labels:
-            continue
-        fields = marked[labels.index(note.row)]
-        if note.column is None:
-            fields[0] = f"{fields[0].strip()} [{mark}]"
-            continue
-        for index, column in enumerate(printed.columns, start=len(fields) - len(printed.columns)):
-            if column.endswith(f" paper ({note.column})"):
-                fields[index] = f"{fields[index].strip()} [{mark}]"
-    return ["| " + " | ".join(field.strip() for field in fields) + " |" for fields in marked]
+        targets = [None] if note.column is None else [c for c in columns if c.endswith(f" paper ({note.column})")]
+        for target in targets:
+            marks[(note.row, target)] = marks.get((note.row, target), "") + f" [{mark}]"
+    return marks
 
 
 def table_markdown(spec: TableSpec, preset: str, report: Report) -> str:
@@ -327,6 +326,7 @@ def table_markdown(spec: TableSpec, preset: str, report: Report) -> str:
     # One footnote per (row, column), shared by a dataset's test-set columns, numbered across both kinds.
     notes = {"n/a": report.not_applicable, "failed": report.failed, "no PSNR": report.unscored}
     footnotes: list[tuple[str, str]] = []
+    marks = note_marks(spec.notes(preset), list(printed.columns))
     for key, row in printed.iterrows():
         keys = list(key) if isinstance(key, tuple) else [key]
         fields = []
@@ -336,10 +336,9 @@ def table_markdown(spec: TableSpec, preset: str, report: Report) -> str:
                 if note not in footnotes:
                     footnotes.append(note)
                 text = f"{text} [{footnotes.index(note) + 1}]"
-            fields.append(text)
-        lines.append("| " + " | ".join([*keys, *fields]) + " |")
-    if len(printed):
-        lines[-len(printed):] = with_note_marks(lines[-len(printed):], printed, spec.notes(preset))
+            fields.append(text + marks.get((keys[0], column), ""))
+        label = keys[0] + marks.get((keys[0], None), "")
+        lines.append("| " + " | ".join([label, *keys[1:], *fields]) + " |")
     for kind, heading in (("n/a", "Not applicable:"), ("failed", "Failed (`--retry-failed` runs them again):"),
                           ("no PSNR", "No PSNR (the trained networks are kept; `python -m benchmark denoise` "
                                       "applies them):")):

@@ -11,18 +11,16 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import submitit
-import torch
 from filelock import Timeout
 from pytorch_lightning.utilities import rank_zero_only
 
 from benchmark.cell import provenance, run_cell
-from benchmark.console import warn_in_one_line
+from benchmark.console import start_worker
 from benchmark.launchers import LaunchOptions, Record, run_on_gpus, run_on_slurm
 from benchmark.registry import ConfigError
 from benchmark.spec import Cell, Resources, shared_cells
@@ -244,28 +242,6 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@contextmanager
-def environment_of_workers(**variables: str) -> Iterator[None]:
-    """Set environment variables for the worker processes started inside the block (they copy this
-    process's environment), and restore this process's afterwards."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name)
-            else:
-                os.environ[name] = value
-
-
-def start_worker(threads: int) -> None:
-    """A worker process's start: its share of the cores for torch's kernels and one-line warnings."""
-    torch.set_num_threads(threads)
-    warn_in_one_line()
-
-
 def run_side_by_side(todo: list[Cell], job: CellJob, workers: int, echo: Callable[[str], None],
                      verbose: bool = False) -> None:
     """The local launcher with `workers` > 1: that many cells at a time, each in a worker process with
@@ -280,8 +256,7 @@ def run_side_by_side(todo: list[Cell], job: CellJob, workers: int, echo: Callabl
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
                                initargs=(threads,))
     try:
-        with environment_of_workers(TQDM_DISABLE="1"):  # their bars would overwrite each other; a line per cell here
-            futures = {pool.submit(job.claim, cell): cell for cell in order}  # starts the workers
+        futures = {pool.submit(job.claim, cell): cell for cell in order}
         for ended, future in enumerate(as_completed(futures), 1):
             cell = futures[future]
             try:

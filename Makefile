@@ -13,9 +13,13 @@ SLURM_DIR ?= /tmp/noise2same-slurm
 WORKERS ?= $(if $(shell command -v nvidia-smi),1,$(shell nproc))
 # SEEDS=3 runs seeds 0,1,2 of every cell (a list such as SEEDS=0,4 is passed as it is).
 SEED_LIST = $(if $(SEEDS),--seeds $(or $(shell seq -s, 0 $$(($(SEEDS) - 1)) 2>/dev/null),$(SEEDS)))
+# Debian's chromium (headless: the results page's test and picture), installed when missing and run as root.
+NEED_CHROMIUM = command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+	|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	|| { echo "error: headless Chromium is needed: apt-get install chromium (as root)" >&2; exit 1; }
 RUN = $(PY) -m benchmark run --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(SEED_LIST)
 
-.PHONY: help install test test-slurm table3 table1 table2 figure3 figure4 data report bench bench-volume clean
+.PHONY: help install test test-slurm test-browser screenshot table3 table1 table2 figure3 figure4 budget data report rescore bench bench-volume clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,7 +40,11 @@ install: $(STAMP)  ## create or update the virtual environment (.venv)
 
 test: $(STAMP)  ## lint (ruff), then run the test suite (wandb disabled)
 	$(PY) -m ruff check .
-	WANDB_MODE=disabled $(PY) -m pytest -q -m "not slurm"
+	WANDB_MODE=disabled $(PY) -m pytest -q -m "not slurm and not browser"
+
+test-browser: $(STAMP)  ## install Debian's chromium if missing (root), check a smoke results page in it headless
+	@$(NEED_CHROMIUM)
+	WANDB_MODE=disabled $(PY) -m pytest -q -m browser
 
 test-slurm: $(STAMP)  ## bring up a one-node SLURM cluster (root), run the slurm tests against it, bring it down
 	tests/slurm/cluster.sh up $(SLURM_DIR) || { tests/slurm/cluster.sh down $(SLURM_DIR); exit 1; }; \
@@ -60,11 +68,21 @@ figure3: $(STAMP)  ## Figure 3, test PSNR against training cost: results/figure3
 figure4: $(STAMP)  ## Figure 4, PSNR against sigma_loss per noise level: results/figure4.{png,csv}
 	$(RUN) figure4
 
+budget: $(STAMP)  ## test PSNR against training steps and cost, every trained method (~1h45m on 2 CPU cores): results/budget.{png,csv}
+	$(RUN) budget
+
 data: $(STAMP)  ## show which datasets are present under DATA_DIR and what is missing
 	$(PY) -m benchmark data --data-dir $(DATA_DIR)
 
 report: $(STAMP)  ## rewrite TABLE's (default table3) report from the stored cells, running nothing
-	$(PY) -m benchmark report $(TABLE) --preset $(PRESET) --results $(RESULTS) $(SEED_LIST)
+	$(PY) -m benchmark report $(TABLE) --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) $(SEED_LIST)
+
+screenshot: $(STAMP)  ## picture of RESULTS/index.html (every report writes it) for the README: RESULTS/index.png
+	@$(NEED_CHROMIUM)
+	$(PY) -m benchmark.html_report $(RESULTS)/index.html $(RESULTS)/index.png
+
+rescore: $(STAMP)  ## add SSIM to TABLE's stored cells that lack it, without training (then `make report`)
+	$(PY) -m benchmark rescore $(TABLE) --preset $(PRESET) --results $(RESULTS) --data-dir $(DATA_DIR) $(SEED_LIST)
 
 bench: $(STAMP)  ## speed and memory of every method, also at the paper's widths (~1 h on 2 CPU cores): results/bench.{md,json}
 	$(PY) -m benchmark bench --results $(RESULTS)

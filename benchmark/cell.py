@@ -16,16 +16,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from benchmark.spec import Cell, Resources, TrainConfig
-from benchmark.store import DoneRecord, Environment, StoreWarning, TestScores, Timings, Training, now
+from benchmark.store import DoneRecord, Environment, ResultStore, StoreWarning, TestScores, Timings, Training, now
 from benchmark.console import progress_bars
 from benchmark.tracking import TEST_SAMPLES, cell_logger, log_test
 from datamodules import DATASETS
+from datamodules.crops import CROP_IMAGES
 from datamodules.evaluation import Evaluation, evaluate
 from methods import METHODS
 from methods.jinvariance import j_invariance_on
@@ -122,47 +124,78 @@ def build_method(cell: Cell, datamodule: Any) -> Any:
     return method
 
 
-def score(method: Any, datamodule: Any, description: str, keep: int = 0) -> dict[str, Evaluation]:
-    """Per-image PSNR of the method on each test set of the datamodule that has clean images, and the
-    sample panels of its first `keep` images (tiled as the dataset asks; a method that is CPU-bound per
-    image is spread over every core). A method that uses the noise level is given each test set's known
-    noise first."""
+def set_statistics(loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (ddof 0, floored at 1e-6) of the noisy images of a whole test set, over
+    every image and pixel: mean = sum x / n, std = sqrt(sum x^2 / n - mean^2), accumulated in float64."""
+    total = squares = count = 0
+    for batch in loader:
+        noisy = batch["noisy"].double().transpose(0, 1).flatten(1)  # (C, B * pixels)
+        total, squares, count = total + noisy.sum(1), squares + (noisy ** 2).sum(1), count + noisy.shape[1]
+    mean = total / count
+    return mean.float(), (squares / count - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-6).float()
+
+
+def score(method: Any, datamodule: Any, description: str, keep: int = 0,
+          statistics: str = "image", crops: int = 0) -> dict[str, Evaluation]:
+    """Per-image PSNR of the method on each test set of the datamodule that has clean images, the
+    sample panels of its first `keep` images and the gallery's crops of its first `crops` (tiled as the
+    dataset asks; a method that is CPU-bound per image is spread over every core). A method that uses the
+    noise level is given each test set's known noise first; with statistics "set", a network standardises
+    every test image by the whole test set's mean and std (EvaluationConfig.test_statistics)."""
     denoise = partial(method.denoise, tile=datamodule.inference_tile)
     evaluations = {}
     for name in datamodule.test_sets:
         if datamodule.unscored(name):
             continue
         method.given_noise(datamodule.known_noise(name))
+        method.given_statistics(set_statistics(datamodule.eval_dataloader(name)) if statistics == "set" else None)
         evaluations[name] = evaluate(denoise, datamodule.eval_dataloader(name), datamodule.protocol,
                                      description=f"{name} {description}", transform=not method.scored_as_is,
-                                     workers=-1 if method.parallel_images else 1, keep=keep)
+                                     workers=-1 if method.parallel_images else 1, keep=keep, crops=crops)
     return evaluations
 
 
+def score_cell(cell: Cell, method: Any, datamodule: Any, description: str, keep: int = 0,
+               crops: int = 0) -> dict[str, Evaluation]:
+    """`score` of a cell's method on its test sets, standardised as the cell's evaluation asks (a trained
+    cell; a classical method works on the images as they are)."""
+    statistics = cell.evaluation.test_statistics if cell.trainable else "image"
+    return score(method, datamodule, description, keep=keep, statistics=statistics, crops=crops)
+
+
 def stored_scores(evaluation: Evaluation, d_f: float | None = None) -> TestScores:
-    """What the store keeps of a test set: the mean PSNR, the PSNR of each image by id, and D(f) if measured."""
-    return TestScores(psnr_mean=evaluation.mean, psnr=dict(zip(evaluation.ids, evaluation.psnr)), d_f=d_f)
+    """What the store keeps of a test set: the mean PSNR and SSIM, each image's PSNR and SSIM by id, and
+    D(f) if measured."""
+    return TestScores(psnr_mean=evaluation.mean, psnr=dict(zip(evaluation.ids, evaluation.psnr)),
+                      ssim_mean=float(np.mean(evaluation.ssim)), ssim=dict(zip(evaluation.ids, evaluation.ssim)),
+                      d_f=d_f)
 
 
 class TestCurve(pl.Callback):
     """The test PSNR of each test set before training and every `every` steps (the paper's Figure 3),
-    measured by the first process alone and kept in checkpoints, so that a resumed or distributed run
-    has the whole curve."""
+    with the training seconds spent so far (the curve's own evaluations excluded), measured by the first
+    process alone and kept in checkpoints, so that a resumed or distributed run has the whole curve."""
 
-    def __init__(self, every: int, datamodule: Any, description: str) -> None:
+    def __init__(self, every: int, datamodule: Any, description: str, statistics: str = "image") -> None:
         self.every = every
         self.datamodule = datamodule
         self.description = description
+        self.statistics = statistics
         self.points: list[dict[str, float]] = []
+        self.clock = time.perf_counter()  # training time counts from here to the next point
 
     def record(self, trainer: pl.Trainer, method: Any) -> None:
+        seconds = (self.points[-1]["seconds"] if self.points else 0.0) + time.perf_counter() - self.clock
         was_training = method.training
         method.eval()
-        tests = score(method, self.datamodule, self.description)
-        self.points.append({"step": trainer.global_step, **{name: t.mean for name, t in tests.items()}})
+        tests = score(method, self.datamodule, self.description, statistics=self.statistics)
+        self.points.append({"step": trainer.global_step, "seconds": round(seconds, 3),
+                            **{name: t.mean for name, t in tests.items()}})
         method.train(was_training)
+        self.clock = time.perf_counter()
 
     def on_train_start(self, trainer: pl.Trainer, method: Any) -> None:
+        self.clock = time.perf_counter()
         if trainer.global_step == 0 and trainer.is_global_zero:  # a resumed run has this point already
             self.record(trainer, method)
 
@@ -212,9 +245,11 @@ def resume_step(checkpoint: Path) -> int:
 
 
 def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Path = Path("data"),
-             resources: Resources = Resources(), strategy: str = "ddp_spawn") -> DoneRecord | None:
+             resources: Resources = Resources(), strategy: str = "ddp_spawn",
+             store: ResultStore | None = None) -> DoneRecord | None:
     """Train (if trainable) and test one cell on each of its dataset's test sets; the returned record
-    is what the store keeps.
+    is what the store keeps. Given the `store`, the crops of the first test images that the gallery
+    shows are written there first (ResultStore.write_crops).
 
     Training checkpoints to <work_dir>/lightning/<cell id>/checkpoints/last.ckpt (see
     `checkpoint_interval`) and resumes from there when an earlier run was cut short. On more than one
@@ -238,7 +273,7 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
         train = cell.train
         logger = cell_logger(cell, work_dir / "wandb") if rank_zero_only.rank == 0 else None
         every = cell.evaluation.test_every
-        curve = TestCurve(every, datamodule, description) if every else None
+        curve = TestCurve(every, datamodule, description, cell.evaluation.test_statistics) if every else None
         folder = work_dir / "lightning" / cell.id
         last = folder / "checkpoints" / "last.ckpt"
         resumed_from = resume_step(last)
@@ -267,12 +302,15 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
         training = Training(resumed_from_step=resumed_from, devices=resources.devices, nodes=resources.nodes,
                             strategy=strategy)
     t1 = time.perf_counter()
-    evaluations = score(method, datamodule, description, keep=TEST_SAMPLES if logger else 0)
+    evaluations = score_cell(cell, method, datamodule, description, keep=TEST_SAMPLES if logger else 0,
+                             crops=CROP_IMAGES if store else 0)
     tests = {name: stored_scores(evaluation, j_invariance_on(method, datamodule, name, seed=cell.seed,
                                                              description=f"D(f) {name} {description}")
                                  if cell.trainable and cell.evaluation.d_f else None)
              for name, evaluation in evaluations.items()}
     test_seconds = time.perf_counter() - t1
+    if store is not None:
+        store.write_crops(cell.id, evaluations)
     if logger is not None:
         log_test(logger.experiment, evaluations, tests)
     timings = Timings(train_s=round(train_seconds, 3), test_s=round(test_seconds, 3),

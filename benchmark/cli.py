@@ -1,4 +1,4 @@
-"""Command line: python -m benchmark {run,report,methods,datasets,data,bench,denoise,export}."""
+"""Command line: python -m benchmark {run,report,rescore,methods,datasets,data,bench,denoise,export}."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from benchmark import denoise, export
 from benchmark.bench import BenchConfig, run_bench
 from benchmark.console import whole_numbers
 from benchmark.figures import FIGURES, write_figure
+from benchmark.html_report import write_index
 from benchmark.launchers import LaunchOptions
 from benchmark.registry import ConfigError
 from benchmark.report import reference_row, write_report
+from benchmark.rescore import check_device, rescore_cells
 from benchmark.runner import dry_run, run_cells
 from benchmark.spec import Cell, TableSpec
 from benchmark.store import ResultStore
@@ -58,6 +60,15 @@ def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _table_args(parser: argparse.ArgumentParser) -> None:
+    """The cells of a table (see `_cell_args`) and the row a comparison is made against."""
+    _cell_args(parser)
+    parser.add_argument("--reference", help="row the comparison table <table>_vs_<reference>.md sets every method "
+                        "against (default: noise2same, where the table has it)")
+
+
+def _cell_args(parser: argparse.ArgumentParser) -> None:
+    """Which cells of a table a command takes: table, preset, rows, datasets, seeds and the options that
+    change cells, and the results folder that holds them."""
     parser.add_argument("table", help="table to run, e.g. table3 (specs in benchmark/specs/), or a spec file's path")
     parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset of the spec (default: {DEFAULT_PRESET})")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of an error, and of each failed cell")
@@ -67,8 +78,6 @@ def _table_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="comma-separated seeds (default: the preset's)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder for the report; the store and run logs go to <results>/runs (default: results)")
-    parser.add_argument("--reference", help="row the comparison table <table>_vs_<reference>.md sets every method "
-                        "against (default: noise2same, where the table has it)")
     parser.add_argument("--d-f", action="store_true",
                         help="also measure D(f), the J-invariance metric, on every trained cell and report it")
     parser.add_argument("--precision", help="Lightning precision of every trained cell, e.g. bf16-mixed (a new cell id)")
@@ -135,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     _launch_args(run)
     report = commands.add_parser("report", help="write a table's report from the cells already stored")
     _table_args(report)
+    _data_dir_arg(report)  # which columns fall back is decided by the data present, as for `run`
+    rescore = commands.add_parser("rescore", help="add SSIM to a table's stored cells that lack it, without training: "
+                                  "trained cells from their kept checkpoints, classical ones by denoising again")
+    _cell_args(rescore)
+    _data_dir_arg(rescore)
+    rescore.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                         help="torch device to score on; the one the cells were scored on (default: cuda if "
+                              "available, else cpu)")
     commands.add_parser("methods", help="list the registered methods")
     commands.add_parser("datasets", help="list the registered datasets")
     bench = commands.add_parser("bench", help="measure training and inference speed and memory; "
@@ -160,7 +177,8 @@ def _select(args: argparse.Namespace) -> tuple[TableSpec, list]:
             raise ConfigError(f"--d-f applies to tables; {spec.name} is a figure")
         overrides["evaluation"] = {"d_f": True}
         spec = replace(spec, metrics=list(dict.fromkeys([*spec.metrics, "d_f"])))
-    return spec, spec.cells(args.preset, methods, _names(args.datasets, "--datasets"), _seeds(args.seeds), overrides)
+    return spec, spec.cells(args.preset, methods, _names(args.datasets, "--datasets"), _seeds(args.seeds), overrides,
+                            args.data_dir)
 
 
 def report_folder(args: argparse.Namespace, spec: TableSpec) -> Path:
@@ -198,14 +216,15 @@ def check_stored(spec: TableSpec, preset: str, cells: list[Cell], store: ResultS
 
 def write_outputs(spec: TableSpec, preset: str, cells: list, store: ResultStore, results: Path,
                   reference: str | None = None) -> None:
-    """Write and print the table (.md, .csv, its forest plot .png and the comparison with `reference`) or
-    the figure (.png and the .csv behind it)."""
+    """Write and print the table (.md, .csv, its forest plot .png, galleries and the comparison with
+    `reference`) or the figure (.png and the .csv behind it); then the folder's page, index.html."""
     if spec.kind in FIGURES:
         print(write_figure(spec, cells, store, results).to_string(index=False))
         print(f"wrote {results / (spec.name + '.png')} and {results / (spec.name + '.csv')}")
-        return
-    print(write_report(spec, preset, cells, store, results, reference).to_string())
-    print(f"wrote {results / (spec.name + '.md')} and {results / (spec.name + '.csv')}")
+    else:
+        print(write_report(spec, preset, cells, store, results, reference).to_string())
+        print(f"wrote {results / (spec.name + '.md')} and {results / (spec.name + '.csv')}")
+    print(f"wrote {write_index(results, store, preset)}")
 
 
 def list_methods() -> int:
@@ -268,6 +287,16 @@ def run_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def rescore_table(args: argparse.Namespace) -> int:
+    """`rescore`: add SSIM to the selected stored cells that lack it (the store only; `report` rewrites the
+    table)."""
+    device = check_device(args.device)
+    spec, cells = _select(args)
+    store = ResultStore(args.results / "runs" / "cells")
+    check_stored(spec, args.preset, cells, store)
+    return rescore_cells(cells, store, args.results / "runs", args.data_dir, device)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a user's mistake (ConfigError: bad name, value, spec, data or store) is one line on
     stderr and exit status 2, with the traceback only under --verbose."""
@@ -289,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             run_bench(config, torch.device(args.device), args.results)
             print(f"wrote {args.results / 'bench.md'} and {args.results / 'bench.json'}")
             return 0
+        if args.command == "rescore":
+            return rescore_table(args)
         return run_table(args)
     except ConfigError as error:
         if getattr(args, "verbose", False):

@@ -3,6 +3,8 @@
 Figure 3: test PSNR against training cost (one unit = 50 steps), one curve per method.
 Figure 4: test PSNR against sigma_loss = lambda_inv / 2 (Theorem 2), one curve per noise level, each
 curve's best point starred.
+Budget: test PSNR against training steps and against training cost (steps x network passes per step),
+one curve per method, one panel per column.
 With several seeds a point is the mean over seeds, drawn with its 95% Student-t band over seeds.
 A table's forest plot: one panel per column, each method's mean with its 95% CI over test images.
 """
@@ -22,8 +24,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark import statistics  # noqa: E402
+from benchmark.report import METRICS  # noqa: E402
 from benchmark.spec import Cell, TableSpec  # noqa: E402
 from benchmark.store import ResultStore  # noqa: E402
+from methods import METHODS  # noqa: E402
 
 if TYPE_CHECKING:
     from benchmark.report import Report
@@ -44,20 +48,43 @@ def over_seeds(data: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.astype({"n_seeds": int})
 
 
-def figure3_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
-    """One row per method, column, test set and evaluation point: method (row label), its batch size,
-    column, test set, step, units (= step / 50), the test PSNR there (mean over seeds) with its band."""
+CURVE_KEYS = ("step", "seconds")  # a curve point's coordinates; its other keys are test sets
+
+
+def curve_points(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
+    """Every stored curve point of the cells, one row per test set: method (row label), batch, column,
+    seed, test_set, step, seconds (training time so far, where recorded), psnr."""
     records = []
     for cell in cells:
         result = store.load(cell.id)
         for point in (result.curve or []) if result else []:
             for test_set, psnr in point.items():
-                if test_set != "step":
-                    records.append({"method": cell.row, "batch": cell.train.batch_size,
-                                    "column": cell.column, "test_set": test_set, "step": point["step"],
-                                    "units": point["step"] / STEPS_PER_UNIT, "psnr": psnr})
-    keys = ["method", "batch", "column", "test_set", "step", "units"]
-    return over_seeds(pd.DataFrame(records, columns=[*keys, "psnr"]), keys)
+                if test_set not in CURVE_KEYS:
+                    records.append({"method": cell.row, "batch": cell.train.batch_size, "column": cell.column,
+                                    "seed": cell.seed, "test_set": test_set, "step": point["step"],
+                                    "seconds": point.get("seconds", np.nan), "psnr": psnr})
+    return pd.DataFrame(records, columns=["method", "batch", "column", "seed", "test_set", "step", "seconds", "psnr"])
+
+
+def figure3_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
+    """One row per method, column, test set and evaluation point: method (row label), its batch size,
+    column, test set, step, units (= step / 50), the test PSNR there (mean over seeds) with its band."""
+    points = curve_points(cells, store)
+    points["units"] = points["step"] / STEPS_PER_UNIT
+    return over_seeds(points, ["method", "batch", "column", "test_set", "step", "units"])
+
+
+def budget_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
+    """One row per method, column, test set and step: cost = step x the method's network passes per step
+    (training time in one-pass steps, independent of the machine's load), seconds (training time as the
+    clock ran, mean over seeds) and the test PSNR there (mean over seeds, with its band)."""
+    points = curve_points(cells, store)
+    passes = {cell.row: METHODS.get(cell.method).forward_passes for cell in cells}
+    points["cost"] = points["step"] * points["method"].map(passes)
+    keys = ["method", "column", "test_set", "step", "cost"]
+    data = over_seeds(points, keys)
+    seconds = points.groupby(keys, sort=False)["seconds"].mean().reset_index()
+    return data.merge(seconds, on=keys)[[*keys, "seconds", "psnr", "ci_low", "ci_high", "n_seeds"]]
 
 
 def figure4_data(cells: list[Cell], store: ResultStore) -> pd.DataFrame:
@@ -114,6 +141,33 @@ def plot_figure4(data: pd.DataFrame, title: str, path: Path, paper: pd.DataFrame
     _finish(figure, axes, title + "\n(star: best sigma_loss of each curve; dotted: sigma_loss = sigma_noise)", path)
 
 
+def plot_budget(data: pd.DataFrame, title: str, path: Path) -> None:
+    """Two rows of panels, one column of panels per dataset column (and test set): test PSNR against
+    training steps (top) and against training cost in one-pass steps (bottom), one line per method, its
+    colour the same in every panel."""
+    panels = list(dict.fromkeys(zip(data["column"], data["test_set"])))
+    colours = {method: f"C{i}" for i, method in enumerate(dict.fromkeys(data["method"]))}
+    figure, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 8.0), squeeze=False)
+    for index, (column, test_set) in enumerate(panels):
+        panel = data[(data["column"] == column) & (data["test_set"] == test_set)]
+        name = column if data["test_set"].nunique() == 1 else f"{column} ({test_set})"
+        for method, curve in panel.groupby("method", sort=False):
+            for axis, x in zip(axes[:, index], (curve["step"], curve["cost"])):
+                axis.plot(x, curve["psnr"], marker="o", markersize=2.5, color=colours[method], label=method)
+                _band(axis, x, curve, colours[method])
+        costs = ("training steps", "training cost (one-pass steps: steps x network passes per step)")
+        for axis, label in zip(axes[:, index], costs):
+            axis.set_title(name, fontsize=9)
+            axis.set_xlabel(label)
+            axis.set_ylabel("test PSNR (dB)")
+            axis.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    figure.suptitle(textwrap.fill(title, 120), fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def _band(axes: plt.Axes, x: pd.Series, curve: pd.DataFrame, color: str) -> None:
     """Shade a curve's 95% band over seeds, where it has one."""
     if curve["ci_low"].notna().any():
@@ -121,29 +175,33 @@ def _band(axes: plt.Axes, x: pd.Series, curve: pd.DataFrame, color: str) -> None
 
 
 def plot_forest(report: Report, title: str, path: Path) -> None:
-    """One panel per column of a table's PSNR: each method's mean with its 95% CI over test images as an
-    error bar (filled: ties with the column's best; hollow: significantly below it), the paper's number
-    as a red cross."""
-    stats = report.stats.xs("psnr", level="metric")
+    """One panel per column of a table and per-image metric (a row of panels for PSNR, one for SSIM): each
+    method's mean with its 95% CI over test images as an error bar (filled: ties with the column's best;
+    hollow: significantly below it), the paper's number as a red cross."""
+    metrics = list(report.images)
+    stats = report.stats[report.stats.index.get_level_values("metric").isin(metrics)]
     columns = list(dict.fromkeys(stats.index.get_level_values("column")))
     methods = list(dict.fromkeys(stats.index.get_level_values("method")))
-    figure, axes = plt.subplots(1, len(columns), figsize=(2.6 * len(columns) + 1.6, 0.32 * len(methods) + 1.6),
-                                sharey=True, squeeze=False)
+    figure, axes = plt.subplots(len(metrics), len(columns), sharey=True, squeeze=False,
+                                figsize=(2.6 * len(columns) + 1.6, (0.32 * len(methods) + 1.2) * len(metrics) + 0.4))
     positions = {method: -i for i, method in enumerate(methods)}
-    for axis, column in zip(axes[0], columns):
-        panel = stats.xs(column, level="column")
-        for method, row in panel.iterrows():
-            y = positions[method]
-            error = None if pd.isna(row["ci_low"]) else [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
-            axis.errorbar(row["mean"], y, xerr=error, fmt="o", color="C0" if row["tie"] else "0.45", capsize=2,
-                          markersize=4, markerfacecolor="C0" if row["tie"] else "white")
-            if not pd.isna(row["paper"]):
-                axis.plot(row["paper"], y, marker="x", color="C3", linestyle="", markersize=5)
-        axis.set_title(textwrap.fill(column, 22), fontsize=8)
-        axis.set_xlabel("PSNR (dB)", fontsize=8)
-        axis.tick_params(labelsize=7)
-        axis.grid(alpha=0.3, axis="x")
-    axes[0, 0].set_yticks(list(positions.values()), list(positions), fontsize=8)
+    for metric, axes_row in zip(metrics, axes):
+        for axis, column in zip(axes_row, columns):
+            for (method, shown, where), row in stats.iterrows():
+                if (shown, where) != (metric, column):
+                    continue
+                y = positions[method]
+                error = None if pd.isna(row["ci_low"]) else [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+                axis.errorbar(row["mean"], y, xerr=error, fmt="o", color="C0" if row["tie"] else "0.45", capsize=2,
+                              markersize=4, markerfacecolor="C0" if row["tie"] else "white")
+                if not pd.isna(row["paper"]):
+                    axis.plot(row["paper"], y, marker="x", color="C3", linestyle="", markersize=5)
+            axis.set_title(textwrap.fill(column, 22), fontsize=8)
+            axis.set_xlabel(METRICS[metric].label + (" (dB)" if metric == "psnr" else ""), fontsize=8)
+            axis.tick_params(labelsize=7)
+            axis.grid(alpha=0.3, axis="x")
+    for axes_row in axes:
+        axes_row[0].set_yticks(list(positions.values()), list(positions), fontsize=8)
     figure.suptitle(textwrap.fill(title + " (dot and bar: mean and 95% CI over test images; filled: ties with the "
                                   "column's best; x: the paper)", 130), fontsize=8)
     figure.tight_layout()
@@ -189,6 +247,7 @@ def bar_chart(values: pd.DataFrame, title: str) -> np.ndarray:
 FIGURES: dict[str, tuple[Callable[[list[Cell], ResultStore], pd.DataFrame], Callable[..., None]]] = {
     "figure3": (figure3_data, lambda data, title, path, paper: plot_figure3(data, title, path)),
     "figure4": (figure4_data, plot_figure4),
+    "budget": (budget_data, lambda data, title, path, paper: plot_budget(data, title, path)),
 }
 
 

@@ -2,12 +2,14 @@
 the paper's number and our difference to it beside ours, the methods that tie with each column's best
 marked, a comparison with a reference method (<table>_vs_<reference>.md) and a forest plot (<table>.png).
 
-A cell's per-image PSNR over its seeds and noise draws is first averaged per clean test image; the
-statistics (benchmark.statistics) then treat the test images as the sample.
+Every table that shows PSNR shows SSIM beside it (a row of each per method). A cell's per-image PSNR
+and SSIM over its seeds and noise draws are first averaged per clean test image; the statistics
+(benchmark.statistics) then treat the test images as the sample, for each metric on its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -19,9 +21,10 @@ import pandas as pd
 from benchmark import statistics
 from benchmark.registry import ConfigError
 from benchmark.spec import Cell, Note, TableSpec
-from benchmark.store import ResultStore
+from benchmark.store import ResultStore, TestScores
 from datamodules import DATASETS
 from datamodules.base import DenoisingDataModule, clean_id
+from datamodules.evaluation import SSIM_SIGMA, SSIM_WINDOW
 from methods.noise_level import known_noise
 
 DEFAULT_REFERENCE = "noise2same"
@@ -30,15 +33,25 @@ STATS = ["mean", "ci_low", "ci_high", "n_images", "n_seeds", "seed_std"]
 
 @dataclass(frozen=True)
 class Metric:
-    """A measurement a table shows: its key in a stored test set, its label, display scale and decimals."""
+    """A measurement a table shows: its mean's key in a stored test set, its label, display scale and
+    decimals, and the key of its per-image values (None for a per-cell metric such as D(f))."""
 
     key: str
     label: str
     scale: float = 1.0
     decimals: int = 2
+    per_image: str | None = None
 
 
-METRICS = {"psnr": Metric("psnr_mean", "PSNR"), "d_f": Metric("d_f", "D(f) x1e-3", 1e3, 3)}
+METRICS = {"psnr": Metric("psnr_mean", "PSNR", per_image="psnr"),
+           "ssim": Metric("ssim_mean", "SSIM", decimals=3, per_image="ssim"),
+           "d_f": Metric("d_f", "D(f) x1e-3", 1e3, 3)}
+
+
+def table_metrics(metrics: list[str]) -> list[str]:
+    """The metrics a table shows: the spec's, with SSIM right after PSNR (every table that shows PSNR
+    shows SSIM beside it)."""
+    return list(dict.fromkeys(shown for metric in metrics for shown in ([metric, "ssim"] if metric == "psnr" else [metric])))
 
 
 def paper_numbers(table: str) -> pd.DataFrame:
@@ -59,25 +72,45 @@ def table_columns(cell: Cell) -> list[tuple[str, str]]:
     return [(name, cell.column if len(test_sets) == 1 else f"{cell.column} {name}") for name in test_sets]
 
 
-def collect(cells: list[Cell], store: ResultStore, metrics: list[str]) -> pd.DataFrame:
-    """One row per finished cell, test set, metric and scored image: row and column labels, seed, the
-    clean image's id (`image`; None for a per-cell metric such as D(f)) and the value."""
-    records = []
+def stored_tests(cells: list[Cell], store: ResultStore) -> Iterator[tuple[Cell, str, TestScores]]:
+    """(cell, column label, scores) of every scored test set of the finished cells."""
     for cell in cells:
         result = store.load(cell.id)
-        if result is None:
-            continue
-        for test_set, label in table_columns(cell):
+        for test_set, label in table_columns(cell) if result else []:
             scores = result.tests.get(test_set)  # None: a test set without clean images
-            if scores is None:
-                continue
-            for metric in metrics:
-                base = {"row": cell.row, "metric": metric, "column": label, "seed": cell.seed}
-                if metric == "psnr":
-                    records += [{**base, "image": clean_id(image), "value": value} for image, value in scores.psnr.items()]
-                elif (value := getattr(scores, METRICS[metric].key)) is not None:
-                    records.append({**base, "image": None, "value": value})
+            if scores is not None:
+                yield cell, label, scores
+
+
+def collect(cells: list[Cell], store: ResultStore, metrics: list[str]) -> pd.DataFrame:
+    """One row per finished cell, test set, metric and scored image: row and column labels, seed, the
+    clean image's id (`image`; None for a per-cell metric such as D(f)) and the value; a metric a record
+    lacks (SSIM before it was kept, D(f) where not measured) has no rows."""
+    records = []
+    for cell, label, scores in stored_tests(cells, store):
+        for metric in metrics:
+            base = {"row": cell.row, "metric": metric, "column": label, "seed": cell.seed}
+            if (per_image := METRICS[metric].per_image) is not None:
+                values = getattr(scores, per_image) or {}
+                records += [{**base, "image": clean_id(image), "value": value} for image, value in values.items()]
+            elif (value := getattr(scores, METRICS[metric].key)) is not None:
+                records.append({**base, "image": None, "value": value})
     return pd.DataFrame(records, columns=["row", "metric", "column", "seed", "image", "value"])
+
+
+def missing_ssim(spec: TableSpec, cells: list[Cell], store: ResultStore) -> dict[tuple[str, str], str]:
+    """(row label, column) -> why its SSIM field is empty, for each finished cell stored before SSIM was
+    kept: the `rescore` command that computes it without training."""
+    lacking = [(cell, label) for cell, label, scores in stored_tests(cells, store) if scores.ssim is None]
+    if not lacking:
+        return {}
+    preset = lacking[0][0].preset
+    seeds = sorted({cell.seed for cell, _ in lacking})
+    options = f" --seeds {','.join(map(str, seeds))}" if not set(seeds) <= set(spec.preset(preset).get("seeds", [0])) else ""
+    results = store.root.parent.parent
+    options += f" --results {results}" if results != Path("results") else ""
+    note = f"SSIM not stored for this cell; `python -m benchmark rescore {spec.name} --preset {preset}{options}` computes it"
+    return {(cell.row, label): note for cell, label in lacking}
 
 
 def per_image(values: pd.DataFrame) -> pd.Series:
@@ -114,7 +147,7 @@ def compare(images: dict[str, pd.Series], against: str) -> pd.DataFrame:
 
 
 def ties_with_best(images: dict[str, pd.Series]) -> set[str]:
-    """The rows whose PSNR is not significantly below the row with the highest mean (paired test, Holm
+    """The rows whose image scores are not significantly below the row with the highest mean (paired test, Holm
     over the column's comparisons, alpha 0.05); the best row itself included."""
     images = {row: scores for row, scores in images.items() if len(scores)}
     if not images:
@@ -124,13 +157,28 @@ def ties_with_best(images: dict[str, pd.Series]) -> set[str]:
     return {best, *comparisons.index[~(comparisons["p_holm"] < statistics.ALPHA)]}
 
 
+def undecided_columns(columns: dict[str, dict[str, pd.Series]]) -> dict[str, tuple[int, int]]:
+    """column -> (n, m), the fewest images of its rows and its comparisons (rows - 1), for each column of
+    one metric where so few can make no paired test significant (it gets no marks; its note says why)."""
+    counts = {column: (min(len(scores) for scores in rows.values()), len(rows) - 1) for column, rows in columns.items()}
+    return {column: (n, m) for column, (n, m) in counts.items() if not statistics.can_separate(n, m)}
+
+
+# A printed field that carries a footnote -> the kind of footnote (its heading) it gets.
+FIELD_NOTES = {"n/a": "n/a", "failed": "failed", "no PSNR": "unscored", "no SSIM": "unscored"}
+NOTE_HEADINGS = {"n/a": "Not applicable:", "failed": "Failed (`--retry-failed` runs them again):",
+                 "unscored": "No PSNR or SSIM (the trained networks are kept; `python -m benchmark denoise` applies them):",
+                 "rescore": "No SSIM (the cells were stored before SSIM was kept; nothing needs training again):"}
+
+
 @dataclass
 class Report:
     """Rows (row label, metric) by columns: ours (mean over images of the seed-averaged image scores) and,
     beside each, the paper's; `stats`: one row per (row label, metric, column) with the mean, CI, counts,
-    between-seed std, paper number, delta and whether it ties with the column's best; n/a notes and
-    failure reasons by (row label, column); `images`: the image scores by (column, row label); `undecided`:
-    the columns whose (images, comparisons) are too few for any paired test to be significant."""
+    between-seed std, paper number, delta and whether it ties with the column's best in that metric; n/a
+    notes, failure reasons and why SSIM is missing (`no_ssim`) by (row label, column); `images`: the
+    image scores by metric, column and row label; `undecided`: the columns whose (images, comparisons)
+    are too few for any paired test to be significant (by PSNR's rows)."""
 
     table: pd.DataFrame
     not_applicable: dict[tuple[str, str], str]
@@ -139,19 +187,20 @@ class Report:
     dataset_notes: list[str]
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
     stats: pd.DataFrame = field(default_factory=pd.DataFrame)
-    images: dict[str, dict[str, pd.Series]] = field(default_factory=dict)
+    images: dict[str, dict[str, dict[str, pd.Series]]] = field(default_factory=dict)
     undecided: dict[str, tuple[int, int]] = field(default_factory=dict)
     unscored: dict[tuple[str, str], str] = field(default_factory=dict)
+    no_ssim: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def cell_text(self, key: tuple[str, str], column: str, value: float) -> str:
         """A field: `mean +- half-width of the 95% CI` (bold when it ties with the column's best), the
         paper's number with our difference to it in brackets, 'n/a' for a cell that does not apply,
-        'failed' for one whose run (of any seed) failed, 'no PSNR' in a column without clean test images,
-        '' for one not yet run, '-' where the paper has no number."""
+        'failed' for one whose run (of any seed) failed, 'no PSNR' ('no SSIM') in a column without clean
+        test images, '' for one not yet run or without SSIM stored, '-' where the paper has no number."""
         if (key[0], column) in self.not_applicable:
             return "n/a"
         if (key[0], column) in self.unscored:
-            return "no PSNR"
+            return "no SSIM" if key[1] == "ssim" else "no PSNR"
         if (key[0], column) in self.failed:
             return "failed"
         if pd.isna(value):
@@ -167,6 +216,16 @@ class Report:
         if not pd.isna(row["ci_low"]):
             number += f" +- {(row['ci_high'] - row['ci_low']) / 2 * metric.scale:.{metric.decimals}f}"
         return f"**{number}**" if row["tie"] else number
+
+    def footnote(self, key: tuple[str, str], column: str, text: str) -> tuple[str, str] | None:
+        """(kind, reason) of the footnote a printed field carries, None for none: the reason it says
+        'n/a', 'failed', 'no PSNR' or 'no SSIM', or why its SSIM is missing (kind 'rescore')."""
+        reasons = {"n/a": self.not_applicable, "failed": self.failed, "unscored": self.unscored}
+        if text in FIELD_NOTES:
+            return FIELD_NOTES[text], reasons[FIELD_NOTES[text]][(key[0], column)]
+        if key[1] == "ssim" and (key[0], column) in self.no_ssim:
+            return "rescore", self.no_ssim[(key[0], column)]
+        return None
 
     @cached_property
     def rows(self) -> dict[tuple[str, str, str], pd.Series]:
@@ -193,8 +252,14 @@ class Report:
 
 
 def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Report:
-    """The report of the given cells of `spec`, with the paper's column beside each of ours."""
-    values = collect(cells, store, spec.metrics)
+    """The report of the given cells of `spec`, with the paper's column beside each of ours. SSIM is left
+    out of a (row, column) where any of its cells has none stored, so that it covers the seeds PSNR covers."""
+    metrics = table_metrics(spec.metrics)
+    values = collect(cells, store, metrics)
+    no_ssim = missing_ssim(spec, cells, store)
+    lacking = [metric == "ssim" and (row, column) in no_ssim
+               for row, metric, column in zip(values["row"], values["metric"], values["column"])]
+    values = values[~np.array(lacking, dtype=bool)]
     groups = {key: group for key, group in values.groupby(["row", "metric", "column"], sort=False)}
     stats = pd.DataFrame.from_dict({key: cell_statistics(group) for key, group in groups.items()}, orient="index",
                                    columns=STATS)
@@ -202,7 +267,7 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
         pd.MultiIndex.from_tuples([], names=["method", "metric", "column"])
     ours = stats["mean"].unstack("column") if len(stats) else pd.DataFrame()
     shown = {cell.row for cell in cells}
-    index = pd.MultiIndex.from_tuples([(row.label, metric) for row in spec.rows for metric in spec.metrics
+    index = pd.MultiIndex.from_tuples([(row.label, metric) for row in spec.rows for metric in metrics
                                        if row.label in shown], names=["method", "metric"])
     reference = paper_numbers(spec.name)
     table = pd.DataFrame(index=index)
@@ -218,15 +283,14 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
                 paper.update({(*key, label): number for key, number in reference[column].reindex(index).dropna().items()})
     stats["paper"] = [paper.get(key, np.nan) for key in stats.index]
     stats["delta"] = stats["mean"] - stats["paper"]
-    images: dict[str, dict[str, pd.Series]] = {}
+    images: dict[str, dict[str, dict[str, pd.Series]]] = {}
     for (row, metric, column), group in groups.items():
-        if metric == "psnr":
-            images.setdefault(column, {})[row] = per_image(group)
-    # A column whose images are too few for any paired test to reject gets no marks (its note says why).
-    undecided = {column: (min(len(scores) for scores in rows.values()), len(rows) - 1) for column, rows in images.items()
-                 if not statistics.can_separate(min(len(scores) for scores in rows.values()), len(rows) - 1)}
-    tied = {(row, column) for column, rows in images.items() if column not in undecided for row in ties_with_best(rows)}
-    stats["tie"] = [(row, column) in tied and metric == "psnr" for row, metric, column in stats.index]
+        if METRICS[metric].per_image:
+            images.setdefault(metric, {}).setdefault(column, {})[row] = per_image(group)
+    undecided = {metric: undecided_columns(columns) for metric, columns in images.items()}
+    tied = {(row, metric, column) for metric, columns in images.items() for column, rows in columns.items()
+            if column not in undecided[metric] for row in ties_with_best(rows)}
+    stats["tie"] = [key in tied for key in stats.index]
     reasons = {(cell.row, label): f"{cell.row} on {cell.column}: {cell.not_applicable}"
                for cell in cells if cell.not_applicable for _, label in table_columns(cell)}
     failures = [(cell, store.failure(cell.id)) for cell in cells if not cell.not_applicable]
@@ -242,7 +306,7 @@ def build_report(spec: TableSpec, cells: list[Cell], store: ResultStore) -> Repo
     stats = stats.reindex(sorted(stats.index, key=lambda key: (index.get_loc(key[:2]), order.get(key[2], 0))))
     methods = {cell.method for cell in cells}
     return Report(table, reasons, missing, frozenset(paper_columns), dataset_notes(datasets, methods), failed, stats,
-                  images, undecided, unscored)
+                  images, undecided.get("psnr", {}), unscored, no_ssim)
 
 
 def column_datasets(cells: list[Cell]) -> dict[str, tuple[Cell, DenoisingDataModule]]:
@@ -280,13 +344,18 @@ def uncertainty_note(report: Report) -> list[str]:
     """What the fields, marks and counts of a table mean, with the seeds and images behind them."""
     if report.stats.empty:
         return []
-    psnr = report.stats.xs("psnr", level="metric") if "psnr" in report.stats.index.get_level_values("metric") else None
-    lines = ["Uncertainty: `mean +- h`, the mean over test images of each image's PSNR averaged over seeds and noise "
-             "draws, and h the half-width of its 95% bootstrap confidence interval over test images "
+    metrics = report.stats.index.get_level_values("metric")
+    psnr = report.stats.xs("psnr", level="metric") if "psnr" in metrics else None
+    lines = ["Uncertainty: `mean +- h`, the mean over test images of each image's PSNR (or SSIM) averaged over seeds "
+             "and noise draws, and h the half-width of its 95% bootstrap confidence interval over test images "
              f"({statistics.RESAMPLES} seeded resamples; none with one image). **Bold**: not significantly below the "
-             "column's best (paired per-image test against the best: exact sign-flip up to "
+             "column's best in that metric (paired per-image test against the best: exact sign-flip up to "
              f"{statistics.EXACT_MAX_IMAGES} images, Wilcoxon signed-rank above; Holm over the column's comparisons; "
              f"alpha {statistics.ALPHA}). The paper's field holds its number and, in brackets, ours minus it."]
+    if "ssim" in metrics:
+        lines += ["", f"SSIM: torchmetrics' structural similarity with the standard Gaussian window ({SSIM_WINDOW} taps, "
+                  f"sigma {SSIM_SIGMA}; K1 0.01, K2 0.03), on the arrays PSNR scores (the same data range and transform), "
+                  "a volume in 3-D, the border of half a window left out as scikit-image leaves it out."]
     if psnr is not None and len(psnr):
         counts = psnr.groupby("column", sort=False)[["n_images", "n_seeds"]].max()
         lines += ["", "Seeds and images per column: " + "; ".join(
@@ -323,25 +392,22 @@ def table_markdown(spec: TableSpec, preset: str, report: Report) -> str:
              "Paper: the published number of the column named in brackets.", ""]
     header = [*printed.index.names, *printed.columns]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    # One footnote per (row, column), shared by a dataset's test-set columns, numbered across both kinds.
-    notes = {"n/a": report.not_applicable, "failed": report.failed, "no PSNR": report.unscored}
+    # One footnote per (kind, reason), shared by the fields it explains, numbered across the kinds.
     footnotes: list[tuple[str, str]] = []
     marks = note_marks(spec.notes(preset), list(printed.columns))
-    for key, row in printed.iterrows():
+    for table_key, (key, row) in zip(report.table.index, printed.iterrows()):
         keys = list(key) if isinstance(key, tuple) else [key]
         fields = []
         for column, text in row.items():
-            if text in notes:
-                note = (text, notes[text][(keys[0], column)] + ".")
+            if (footnote := report.footnote(table_key, column, text)) is not None:
+                note = (footnote[0], footnote[1] + ".")
                 if note not in footnotes:
                     footnotes.append(note)
-                text = f"{text} [{footnotes.index(note) + 1}]"
+                text = f"{text} [{footnotes.index(note) + 1}]".lstrip()
             fields.append(text + marks.get((keys[0], column), ""))
         label = keys[0] + marks.get((keys[0], None), "")
         lines.append("| " + " | ".join([label, *keys[1:], *fields]) + " |")
-    for kind, heading in (("n/a", "Not applicable:"), ("failed", "Failed (`--retry-failed` runs them again):"),
-                          ("no PSNR", "No PSNR (the trained networks are kept; `python -m benchmark denoise` "
-                                      "applies them):")):
+    for kind, heading in NOTE_HEADINGS.items():
         if any(k == kind for k, _ in footnotes):
             lines += ["", heading] + [f"{i}. {note}" for i, (k, note) in enumerate(footnotes, start=1) if k == kind]
     if spec.notes(preset):
@@ -368,50 +434,62 @@ def reference_row(spec: TableSpec, reference: str | None) -> str | None:
 
 
 def comparison(spec: TableSpec, report: Report, against: str) -> pd.DataFrame:
-    """Every other row against `against` in every column (PSNR): the mean paired per-image difference in
-    dB, its 95% CI, the test and the Holm-adjusted p-value within the column."""
+    """Every other row against `against` in every column, in each per-image metric (`metric`: its label):
+    the mean paired per-image difference (PSNR in dB, SSIM), its 95% CI, the test and the Holm-adjusted
+    p-value within the column and metric."""
     frames = []
-    for column in report.images:
-        images = {row: scores for row, scores in report.images[column].items() if len(scores)}
-        if against in images:
-            frames.append(compare(images, against).assign(column=column))
+    for metric, columns in report.images.items():
+        for column, rows in columns.items():
+            images = {row: scores for row, scores in rows.items() if len(scores)}
+            if against in images:
+                frames.append(compare(images, against).assign(metric=METRICS[metric].label, column=column))
     if not frames:
         return pd.DataFrame()
-    order = {row.label: i for i, row in enumerate(spec.rows)}
+    order = {"metric": {METRICS[metric].label: i for i, metric in enumerate(report.images)},
+             "row": {row.label: i for i, row in enumerate(spec.rows)},
+             "column": {column: i for i, column in enumerate(report.table.columns)}}
     frame = pd.concat(frames).reset_index()
-    frame = frame.sort_values(["row", "column"], key=lambda s: s.map(order) if s.name == "row" else s.map(
-        {c: i for i, c in enumerate(report.images)}), kind="stable")
-    return frame[["row", "column", "difference", "ci_low", "ci_high", "n_images", "test", "p", "p_holm"]]
+    frame = frame.sort_values(["metric", "row", "column"], key=lambda values: values.map(order[values.name]),
+                              kind="stable")
+    return frame[["row", "metric", "column", "difference", "ci_low", "ci_high", "n_images", "test", "p", "p_holm"]]
 
 
 def comparison_markdown(spec: TableSpec, preset: str, against: str, frame: pd.DataFrame) -> str:
-    """The comparison as a table: one row per method, one field per column `+d [low, high] p=...`."""
+    """The comparison as one table per metric: one row per method, one field per column
+    `+d [low, high] p=...`."""
+    decimals = {metric.label: metric.decimals for metric in METRICS.values()}
+
     def field_text(row: pd.Series) -> str:
+        places = decimals[row["metric"]]
         if pd.isna(row["ci_low"]):
-            return f"{row['difference']:+.2f} (n={row['n_images']})"
+            return f"{row['difference']:+.{places}f} (n={row['n_images']})"
         mark = "**" if row["p_holm"] < statistics.ALPHA else ""
-        return (f"{mark}{row['difference']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] "
+        return (f"{mark}{row['difference']:+.{places}f} [{row['ci_low']:+.{places}f}, {row['ci_high']:+.{places}f}] "
                 f"p={row['p_holm']:.3g}{mark}")
 
-    columns = list(dict.fromkeys(frame["column"]))
     lines = [f"# {spec.title}: each method minus {against}", "",
-             f"Preset `{preset}`. Field: mean over test images of the paired PSNR difference (method minus {against}) "
-             "in dB, each image's PSNR first averaged over seeds and noise draws; in brackets its 95% paired bootstrap "
-             "interval; p: the paired test's p-value (exact sign-flip up to "
+             f"Preset `{preset}`. Field: mean over test images of the paired difference (method minus {against}) of "
+             "each image's PSNR (dB) or SSIM, first averaged over seeds and noise draws; in brackets its 95% paired "
+             "bootstrap interval; p: the paired test's p-value (exact sign-flip up to "
              f"{statistics.EXACT_MAX_IMAGES} images, Wilcoxon signed-rank above), Holm-adjusted over the column's "
-             f"comparisons; **bold**: significant at alpha {statistics.ALPHA}.", "",
-             "| method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
-    for row, group in frame.groupby("row", sort=False):
-        by_column = {r["column"]: field_text(r) for _, r in group.iterrows()}
-        lines.append(f"| {row} | " + " | ".join(by_column.get(column, "") for column in columns) + " |")
+             f"comparisons; **bold**: significant at alpha {statistics.ALPHA}."]
+    for metric, block in frame.groupby("metric", sort=False):
+        columns = list(dict.fromkeys(block["column"]))
+        lines += ["", f"{metric}{' (dB)' if metric == METRICS['psnr'].label else ''}:", "",
+                  "| method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+        for row, group in block.groupby("row", sort=False):
+            by_column = {r["column"]: field_text(r) for _, r in group.iterrows()}
+            lines.append(f"| {row} | " + " | ".join(by_column.get(column, "") for column in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultStore, results_dir: Path,
                  reference: str | None = None) -> pd.DataFrame:
-    """Write results/<table>.md and .csv, the forest plot <table>.png and, where the table has the
-    reference row, <table>_vs_<reference>.md and .csv; returns the table as printed (text fields)."""
+    """Write results/<table>.md and .csv, the forest plot <table>.png, the galleries of the stored crops
+    gallery_<table>_<column>.png and, where the table has the reference row, <table>_vs_<reference>.md and
+    .csv; returns the table as printed (text fields)."""
     from benchmark.figures import plot_forest  # figures imports this module's helpers
+    from benchmark.gallery import write_galleries  # so does the gallery
 
     against = reference_row(spec, reference)
     report = build_report(spec, cells, store)
@@ -419,7 +497,7 @@ def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultS
     results_dir.mkdir(parents=True, exist_ok=True)
     report.csv().to_csv(results_dir / f"{spec.name}.csv", index=False)
     (results_dir / f"{spec.name}.md").write_text(table_markdown(spec, preset, report))
-    if "psnr" in spec.metrics and not report.stats.empty:
+    if report.images:  # per-image scores: PSNR, SSIM
         plot_forest(report, spec.title, results_dir / f"{spec.name}.png")
     if against is not None:
         frame = comparison(spec, report, against)
@@ -427,4 +505,5 @@ def write_report(spec: TableSpec, preset: str, cells: list[Cell], store: ResultS
             name = f"{spec.name}_vs_{against.replace(' ', '_')}"
             frame.round(4).to_csv(results_dir / f"{name}.csv", index=False)
             (results_dir / f"{name}.md").write_text(comparison_markdown(spec, preset, against, frame))
+    write_galleries(spec, cells, store, results_dir)
     return printed

@@ -63,12 +63,15 @@ def missing_data(cells: list[Cell], data_dir: Path) -> dict[str, str]:
 
 
 def describe(cell: Cell) -> str:
-    """One line of a cell's resolved config: method and dataset arguments, training run and backbone."""
+    """One line of a cell's resolved config: method and dataset (its registered name where it is not the
+    column's, as for a column's fallback) arguments, training run, backbone and the optional sections."""
     def args(section: dict) -> str:
         return ", ".join(f"{k}={v}" for k, v in section.items() if k != "name")
-    parts = [f"method({args(cell.config['method'])})", f"dataset({args(cell.config['dataset'])})"]
+    dataset = "dataset" if cell.dataset == cell.column else cell.dataset
+    parts = [f"method({args(cell.config['method'])})", f"{dataset}({args(cell.config['dataset'])})"]
     if cell.trainable:
-        parts += [f"train({args(cell.config['train'])})", f"backbone({args(cell.config['backbone'])})"]
+        parts += [f"{section}({args(cell.config[section])})" for section in ("train", "backbone", "evaluation", "speed")
+                  if section in cell.config]
     return "; ".join(parts)
 
 
@@ -85,7 +88,7 @@ def dry_run(cells: list[Cell], data_dir: Path, store: ResultStore, echo: Callabl
     applicable = [cell for cell in cells if not cell.not_applicable]
     stored = {cell.id for cell in applicable if store.has(cell.id)}
     todo = [cell for cell in applicable if cell.id not in stored]
-    shared = shared_cells(applicable)
+    shared = shared_cells(applicable, data_dir)
     for cell in cells:
         if cell.not_applicable:
             echo(f"{cell.id}: n/a ({cell.not_applicable})")
@@ -181,7 +184,8 @@ class CellJob(submitit.helpers.Checkpointable):
     def run(self, cell: Cell) -> Record | None:
         """Run the cell here; a cell that raises gives its failed record."""
         try:
-            return run_cell(cell, self.work_dir, self.accelerator, self.data_dir, self.resources, self.strategy)
+            return run_cell(cell, self.work_dir, self.accelerator, self.data_dir, self.resources, self.strategy,
+                            self.store)
         except Exception as error:  # a broken cell must not cost the others
             return failure_record(cell, error)
 

@@ -58,6 +58,18 @@ class EvaluationConfig:
 
     d_f: bool = False
     test_every: PositiveInt | None = None
+    # Test standardisation of a trained network: "image", each image by its own mean and std (the
+    # official code everywhere but HanZi); "set", one mean and std over the whole noisy test set (the
+    # official HanZi notebook).
+    test_statistics: Literal["image", "set"] = "image"
+
+    def section(self) -> dict[str, Any]:
+        """The config section: test_statistics only where it is "set", so that the cells stored before
+        the option existed keep their ids."""
+        values = asdict(self)
+        if self.test_statistics == "image":
+            del values["test_statistics"]
+        return values
 
 
 def compile_backend(name: str) -> str:
@@ -199,8 +211,9 @@ def theorem2_rows(values: list[float], method: str = "noise2same") -> list[Row]:
 
 
 ROW_GENERATORS = {"theorem2": theorem2_rows}
-# What a spec produces: a table (benchmark.report) or one of the paper's figures (benchmark.figures).
-KINDS = ("table", "figure3", "figure4")
+# What a spec produces: a table (benchmark.report), one of the paper's figures or the training-budget
+# curves (benchmark.figures).
+KINDS = ("table", "figure3", "figure4", "budget")
 
 
 def parse_rows(entries: list[Any], table: str) -> list[Row]:
@@ -249,9 +262,10 @@ def packaged_tables() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in specs.iterdir() if p.name.endswith(".yaml"))
 
 
-def shared_cells(cells: list[Cell]) -> dict[str, list[str]]:
+def shared_cells(cells: list[Cell], data_dir: Path | None = None) -> dict[str, list[str]]:
     """Cell id -> where else the same cell appears ("table1 'UPS 5x5'"): in the other packaged tables
-    under the cells' preset. One config is one cell of the store, trained once for every table."""
+    under the cells' preset, their columns resolved for `data_dir`. One config is one cell of the store,
+    trained once for every table."""
     where: dict[str, list[str]] = {}
     own = {cell.id for cell in cells}
     for preset in dict.fromkeys(cell.preset for cell in cells):
@@ -259,7 +273,7 @@ def shared_cells(cells: list[Cell]) -> dict[str, list[str]]:
             spec = TableSpec.load(name)
             if name in {cell.table for cell in cells} or preset not in spec.presets:
                 continue
-            for other in spec.cells(preset, seeds=sorted({cell.seed for cell in cells})):
+            for other in spec.cells(preset, seeds=sorted({cell.seed for cell in cells}), data_dir=data_dir):
                 if other.id in own:
                     where.setdefault(other.id, []).append(f"{name} {other.row!r}")
     return where
@@ -342,19 +356,25 @@ class TableSpec:
         return _build(Resources, {**(self.preset(preset).get("resources") or {}), **given},
                       f"preset {preset!r}, resources")
 
-    def columns(self, preset: str) -> dict[str, dict[str, Any]]:
-        """Column label -> its settings (with `name`, the registered dataset), in order, under `preset`."""
+    def columns(self, preset: str, data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+        """Column label -> its settings (with `name`, the registered dataset), in order, under `preset`.
+        A column with a `fallback` (name and dataset settings) takes the fallback's dataset where its own
+        dataset's files are missing under `data_dir` (the paper's HanZi: the official tiles, else the
+        rendered set), keeping the column's other sections."""
         columns = {}
         given = self.preset(preset).get("datasets")
         if not isinstance(given, dict) or not given:
             raise ConfigError(f"{self.name}, preset {preset!r}: datasets: must map each column to its dataset "
                               f"settings, e.g. {{natural-gray: {{}}}}, got {given!r}")
         for label, settings in given.items():
-            if settings is not None and not isinstance(settings, dict):
-                raise ConfigError(f"{self.name}, preset {preset!r}, datasets.{label}: expected a mapping, got {settings!r}")
-            settings = dict(settings or {})
-            settings.setdefault("name", label)
-            DATASETS.get(settings["name"])
+            where = f"{self.name}, preset {preset!r}, datasets.{label}"
+            settings = _column_settings(settings, label, where)
+            fallback = settings.pop("fallback", None)
+            if fallback is not None:
+                fallback = _column_settings(fallback, label, f"{where}.fallback")
+                if data_dir is not None and DATASETS.get(settings["name"]).missing_under(data_dir):
+                    # The fallback's dataset replaces the column's; the other sections stay the column's.
+                    settings = {**{k: v for k, v in settings.items() if k not in ("name", "dataset")}, **fallback}
             columns[label] = settings
         return columns
 
@@ -363,12 +383,14 @@ class TableSpec:
         return list(self.columns(preset))
 
     def cells(self, preset: str, methods: list[str] | None = None, datasets: list[str] | None = None,
-              seeds: list[int] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
+              seeds: list[int] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+              data_dir: Path | None = None) -> list[Cell]:
         """The cells of this table under `preset`, optionally restricted to some methods (names or row
         labels), columns and seeds; `overrides` ({"train" | "evaluation" | "speed": {...}}, e.g. from
-        the command line) is laid over every trained cell's sections."""
+        the command line) is laid over every trained cell's sections; `data_dir` decides the columns
+        that fall back where their files are missing."""
         settings = self.preset(preset)
-        columns = self.columns(preset)
+        columns = self.columns(preset, data_dir)
         labels = [row.label for row in self.rows]
         for name in methods or []:
             if name not in labels and name not in self.methods:
@@ -396,6 +418,16 @@ class TableSpec:
         return cells
 
 
+def _column_settings(settings: Any, label: str, where: str) -> dict[str, Any]:
+    """A column's settings as a new mapping with `name` (its registered dataset; the label by default)."""
+    if settings is not None and not isinstance(settings, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {settings!r}")
+    settings = dict(settings or {})
+    settings.setdefault("name", label)
+    DATASETS.get(settings["name"])
+    return settings
+
+
 def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, seed: int, where: str,
                    overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The full config of one cell: dataset and method keyword arguments with their defaults, and,
@@ -404,17 +436,18 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
     overrides = overrides or {}
     dataset, method = column["name"], row.method
     dataset_cls, method_cls = DATASETS.get(dataset), METHODS.get(method)
-    unknown = sorted(set(column) - {"name", "dataset", "train", "backbone", "methods"})
+    unknown = sorted(set(column) - {"name", "dataset", "train", "backbone", "methods", "evaluation"})
     if unknown:
         raise ConfigError(f"{where}, dataset {dataset}: unknown section(s) {', '.join(unknown)}; "
-                          "valid sections: name, dataset, train, backbone, methods")
+                          "valid sections: name, dataset, train, backbone, methods, evaluation, fallback")
     unknown = sorted(set(settings) - PRESET_SECTIONS)
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; "
                           f"valid sections: {', '.join(sorted(PRESET_SECTIONS))}")
     for section, values in [*((key, settings.get(key)) for key in PRESET_SECTIONS - {"seeds", "batch_scale", "notes"}),
                             *((f"datasets.{column['name']}.{key}", column.get(key)) for key in ("dataset", "train",
-                                                                                             "backbone", "methods"))]:
+                                                                                             "backbone", "methods",
+                                                                                             "evaluation"))]:
         if values is not None and not isinstance(values, dict):
             raise ConfigError(f"{where}, {section}: expected a mapping (key: value), got {values!r}")
     # A `methods.<name>` entry (of the preset or of the column) holds the method's keyword arguments and,
@@ -439,10 +472,12 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
         config["backbone"] = asdict(_build(UNetConfig, _merge(settings.get("backbone"), column.get("backbone")),
                                            f"{where}, backbone"))
         # Optional sections are only present when asked for, so plain cells keep their ids.
-        for section, cls, layers in (("evaluation", EvaluationConfig, (row.evaluation,)), ("speed", SpeedConfig, ())):
+        for section, cls, layers in (("evaluation", EvaluationConfig, (column.get("evaluation"), row.evaluation)),
+                                     ("speed", SpeedConfig, ())):
             values = _merge(settings.get(section), *layers, overrides.get(section))
             if values:
-                config[section] = asdict(_build(cls, values, f"{where}, {section}"))
+                built = _build(cls, values, f"{where}, {section}")
+                config[section] = built.section() if isinstance(built, EvaluationConfig) else asdict(built)
     return config
 
 

@@ -5,6 +5,9 @@ The store owns the cell record, a typed record (`DoneRecord` or `FailedRecord`) 
 reads by attribute. A file that does not parse or does not validate is moved aside as
 `<id>.corrupt-<time>` with one warning naming it, and its cell counts as missing (the next run
 recomputes it); a file of another format version counts as missing and is left in place.
+
+Beside a record, `<id>.crops.npz` holds the crops of the cell's first test images that the gallery shows
+(datamodules.crops); one that cannot be read counts as absent, with a warning, and is left in place.
 """
 
 from __future__ import annotations
@@ -13,19 +16,27 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from benchmark.registry import ConfigError
 
+if TYPE_CHECKING:
+    from datamodules.crops import ImageCrop
+    from datamodules.evaluation import Evaluation
+
 # Version of the result layout; a stored result of another version counts as not finished (rerun).
 FORMAT = 2
+CROPS_SUFFIX = ".crops.npz"
+CROP_ARRAYS = ("noisy", "prediction", "clean")  # an ImageCrop's arrays, stored as `<k>.<name>` for the k-th crop
 
 
 class StoreError(ConfigError):
@@ -37,12 +48,15 @@ class StoreWarning(UserWarning):
 
 
 class TestScores(BaseModel):
-    """What a cell scored on one test set: the per-image PSNR by image id, their mean, and D(f) where
-    it was measured (paper, eq. 5)."""
+    """What a cell scored on one test set: the per-image PSNR and SSIM by image id, their means, and D(f)
+    where it was measured (paper, eq. 5). Records written before SSIM was kept have None (`python -m
+    benchmark rescore` adds it)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     psnr_mean: float
     psnr: dict[str, float]
+    ssim_mean: float | None = None
+    ssim: dict[str, float] | None = None
     d_f: float | None = None
 
 
@@ -114,7 +128,7 @@ class DoneRecord(Provenance):
     started: str
 
     def mean(self, test_set: str, metric: str = "psnr_mean") -> float | None:
-        """One stored number of a test set (`psnr_mean`, `d_f`), None where it was not measured."""
+        """One stored number of a test set (`psnr_mean`, `ssim_mean`, `d_f`), None where it was not measured."""
         return getattr(self.tests[test_set], metric)
 
 
@@ -235,11 +249,16 @@ class ResultStore:
         if isinstance(record, FailedRecord) and self.load(record.id) is not None:
             return target
         text = record.model_dump_json(indent=1, exclude_none=True)
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{record.id}.", suffix=".tmp")
+        return self._replace(target, lambda stream: stream.write(text.encode()))
+
+    def _replace(self, target: Path, write: Callable[[IO[bytes]], Any]) -> Path:
+        """Write a file through `write` to a temporary name in its folder, flush it to disk and rename it
+        over `target`; an OSError propagates after the temporary file is removed."""
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             os.chmod(temporary, 0o644)  # mkstemp makes it private; a result is for everyone to read
-            with os.fdopen(handle, "w") as stream:
-                stream.write(text)
+            with os.fdopen(handle, "wb") as stream:
+                write(stream)
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temporary, target)
@@ -247,4 +266,48 @@ class ResultStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         return target
+
+    def crops_path(self, cell_id: str) -> Path:
+        return self.root / f"{cell_id}{CROPS_SUFFIX}"
+
+    def write_crops(self, cell_id: str, evaluations: Mapping[str, Evaluation]) -> Path | None:
+        """Store the crops that each test set's evaluation kept (`evaluate(..., crops=n)`) atomically as
+        <id>.crops.npz (compressed uint8 arrays and a JSON index of test set, image, views, corner and the
+        noisy image's PSNR), under the cell's lock. The crops are a view of the record: one that cannot be
+        written (disk full) is a warning, and None, not the cell's failure."""
+        index, arrays = [], {}
+        for test_set, evaluation in evaluations.items():
+            for crop in evaluation.crops:
+                arrays.update({f"{len(index)}.{name}": getattr(crop, name) for name in CROP_ARRAYS})
+                index.append({"test_set": test_set, "image": crop.image, "views": crop.views, "corner": crop.corner,
+                              "noisy_psnr": crop.noisy_psnr})
+        arrays["index"] = np.array(json.dumps(index))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return self._replace(self.crops_path(cell_id), lambda stream: np.savez_compressed(stream, **arrays))
+        except OSError as error:
+            warnings.warn(f"the crops of cell {cell_id} could not be stored in {self.root} ({error.strerror or error}); "
+                          "its gallery panels show as not stored", StoreWarning, stacklevel=2)
+            return None
+
+    def crops(self, cell_id: str) -> dict[str, list[ImageCrop]]:
+        """A cell's stored crops by test set; empty if it has none, or if its file cannot be read (a
+        warning names it; the file is left as it is)."""
+        from datamodules.crops import ImageCrop  # here: importing datamodules loads every dataset
+
+        path = self.crops_path(cell_id)
+        crops: dict[str, list[ImageCrop]] = {}
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                for k, entry in enumerate(json.loads(str(stored["index"]))):
+                    crops.setdefault(entry["test_set"], []).append(ImageCrop(
+                        entry["image"], tuple(entry["views"]), tuple(entry["corner"]),
+                        *(stored[f"{k}.{name}"] for name in CROP_ARRAYS), float(entry["noisy_psnr"])))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+            warnings.warn(f"{path} could not be read ({type(error).__name__}: {error}); the gallery shows its "
+                          "panels as not stored", StoreWarning, stacklevel=2)
+            return {}
+        return crops
 

@@ -59,20 +59,21 @@ def cell_logger(cell: Any, save_dir: Path) -> WandbLogger | None:
 
 
 def log_test(run: Any, evaluations: dict[str, Evaluation], tests: dict[str, TestScores]) -> None:
-    """Log a cell's test results on its run, then finish it: each test set's mean PSNR (and D(f) where
-    measured) in the summary; `test/images`, a table with one row per test image (test set, id, PSNR,
-    and noisy, denoised and clean for the first few); those few as noisy | denoised | clean strips,
-    `test/samples`."""
+    """Log a cell's test results on its run, then finish it: each test set's mean PSNR and SSIM (and D(f)
+    where measured) in the summary; `test/images`, a table with one row per test image (test set, id,
+    PSNR, SSIM, and noisy, denoised and clean for the first few); those few as noisy | denoised | clean
+    strips, `test/samples`."""
     for name, test in tests.items():
         run.summary[f"{name}/psnr"] = test.psnr_mean
+        run.summary[f"{name}/ssim"] = test.ssim_mean
         if test.d_f is not None:
             run.summary[f"{name}/d_f"] = test.d_f
-    table = wandb.Table(columns=["test set", "id", "psnr", "noisy", "denoised", "clean"])
+    table = wandb.Table(columns=["test set", "id", "psnr", "ssim", "noisy", "denoised", "clean"])
     strips = []
     for name, evaluation in evaluations.items():
-        for image_id, psnr in zip(evaluation.ids, evaluation.psnr):
+        for image_id, psnr, ssim in zip(evaluation.ids, evaluation.psnr, evaluation.ssim):
             panels = evaluation.samples.get(image_id)
-            table.add_data(name, image_id, psnr, *([wandb.Image(p) for p in panels] if panels else [None] * 3))
+            table.add_data(name, image_id, psnr, ssim, *([wandb.Image(p) for p in panels] if panels else [None] * 3))
             if panels:
                 strips.append(wandb.Image(np.concatenate(panels, axis=1),
                                           caption=f"{name} {image_id}: noisy | denoised | clean, PSNR {psnr:.2f} dB"))

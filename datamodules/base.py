@@ -167,9 +167,14 @@ class DenoisingDataModule(pl.LightningDataModule):
         """The std of the noise, in the data's units, when the noise is purely additive Gaussian; else None."""
         return None
 
+    @classmethod
+    def missing_under(cls, data_dir: Path) -> list[Path]:
+        """The expected files that are not under `data_dir` (none for embedded data)."""
+        return [data_dir / name for name in cls.expected_files if not (data_dir / name).exists()]
+
     def missing_files(self) -> list[Path]:
         """The expected files that are not under data_dir (none for embedded data)."""
-        return [self.data_dir / name for name in self.expected_files if not (self.data_dir / name).exists()]
+        return self.missing_under(self.data_dir)
 
     def check_files(self) -> None:
         """Raise MissingDataError naming the missing files, the folder and where the data comes from."""

@@ -52,26 +52,30 @@ def percentile_normalize(x: np.ndarray, low: float, high: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NormMinMSEProtocol(PSNRProtocol):
-    """CARE's norm_minmse, then PSNR: with p, g the prediction and the ground truth minus their means,
-    PSNR_i = 10 log10(R^2 / mean((s p - g)^2)), s = cov(p, g) / var(p): the least-squares affine fit
-    of the prediction to the ground truth (cov with ddof 1 over var with ddof 0, as the official code;
-    per image, over all channels and voxels)."""
+    """CARE's norm_minmse, then PSNR and SSIM: with p, g the prediction and the ground truth minus their
+    means, PSNR_i = 10 log10(R^2 / mean((s p - g)^2)) and SSIM_i = ssim(s p, g, R), s = cov(p, g) / var(p):
+    the least-squares affine fit of the prediction to the ground truth (cov with ddof 1 over var with
+    ddof 0, as the official code; per image, over all channels and voxels).
 
-    def fit(self, pred: Tensor, clean: Tensor) -> Tensor:
-        """mean(g) + s (pred - mean(pred)) for each image of a (B, C, *S) batch, in float64."""
+    SSIM as the official Planaria scoring (divelab/Noise2Same, utils/evaluation_utils.py `get_scores`):
+    `compare_ssim(gt_, x_, data_range=1.)` on the whole 3-D arrays that norm_minmse returns (both centred,
+    not shifted back), so a volume is scored by 3-D SSIM, with R = 1. Its window was scikit-image's
+    default (7 voxels, uniform, sample covariance); ours is the standard Gaussian one every column uses
+    (`datamodules.evaluation.ssim_per_image`).
+    """
+
+    def pair(self, pred: Tensor, clean: Tensor, transform: bool = True) -> tuple[Tensor, Tensor]:
+        """(s p, g) of each image of a (B, C, *S) batch, in float64, for every method, Input included
+        (`transform` is ignored): the fit is part of CARE's score, and only the fitted score of the noisy
+        input comes near the paper's Planaria Input row (21.5 / 21.1 / 20.8 dB) on Planaria-like noise
+        (raw: 19.9 / 17.3 / 17.3)."""
         p = pred.double().flatten(1)
         g = clean.to(pred.device).double().flatten(1)
         p = p - p.mean(1, keepdim=True)
-        g_mean = g.mean(1, keepdim=True)
+        g = g - g.mean(1, keepdim=True)
         n = p.shape[1]
-        scale = ((p * (g - g_mean)).sum(1, keepdim=True) / (n - 1)) / ((p * p).sum(1, keepdim=True) / n)
-        return (g_mean + scale * p).view(pred.shape)
-
-    def psnr(self, pred: Tensor, clean: Tensor, transform: bool = True) -> Tensor:
-        """Per-image PSNR after the least-squares fit, for every method, Input included: the fit is part
-        of CARE's score, and only the fitted score of the noisy input comes near the paper's Planaria
-        Input row (21.5 / 21.1 / 20.8 dB) on Planaria-like noise (raw: 19.9 / 17.3 / 17.3)."""
-        return super().psnr(self.fit(pred, clean), clean, transform=False)
+        scale = ((p * g).sum(1, keepdim=True) / (n - 1)) / ((p * p).sum(1, keepdim=True) / n)
+        return (scale * p).view(pred.shape), g.view(pred.shape)
 
 
 def read_checked(path: Path, read: Callable[[Path], T]) -> T:

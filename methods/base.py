@@ -41,10 +41,18 @@ class MethodTraits:
     scored_as_is: ClassVar[bool] = False
     # True for methods that denoise image by image on one CPU core: evaluation spreads images over cores.
     parallel_images: ClassVar[bool] = False
+    # False for methods whose output changes in its last bits from run to run (a library that sums in
+    # parallel threads in no fixed order): `rescore` then allows a looser PSNR match.
+    bit_reproducible: ClassVar[bool] = True
 
     def given_noise(self, noise: Any) -> None:
         """The noise model of the test set about to be denoised, where the dataset knows it (else None);
         a method that uses the noise level keeps it, the others ignore it."""
+
+    def given_statistics(self, statistics: tuple[Tensor, Tensor] | None) -> None:
+        """(mean, std) per channel of the whole test set about to be denoised, to standardise every image
+        with instead of its own (the official HanZi test), or None for per-image statistics; a method
+        that standardises its input keeps them, the others ignore them."""
 
     @classmethod
     def not_applicable_to(cls, dataset: Any) -> str | None:
@@ -164,11 +172,24 @@ class TrainableDenoiser(MethodTraits, pl.LightningModule):
         (B, C, 1, ...) stds of x, gives the data's noise level in standardised units to methods that need it."""
         return self.network_output(z, tile)
 
+    def given_statistics(self, statistics: tuple[Tensor, Tensor] | None) -> None:
+        self.test_statistics = statistics
+
+    def test_normalize(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`normalize(x)`, or, where the test set's statistics were given and the method standardises,
+        z = (x - mean) / std with the set's per-channel mean and std, broadcast as (B, C, 1, ...)."""
+        statistics = getattr(self, "test_statistics", None)
+        if statistics is None or not self.standardizes:
+            return self.normalize(x)
+        shape = (*x.shape[:2], *[1] * (x.dim() - 2))
+        mean, std = (value.to(x).view(1, -1, *shape[2:]).expand(shape) for value in statistics)
+        return (x - mean) / std, mean, std
+
     @torch.no_grad()
     def denoise(self, noisy: Tensor, tile: Sequence[int | None] | None = None) -> Tensor:
-        """Estimate of the clean image in the data's units: standardise (whole-image statistics),
-        denoise (in tiles if `tile` is given), undo the standardisation."""
-        z, mean, std = self.normalize(noisy.to(self.device, torch.float32))
+        """Estimate of the clean image in the data's units: standardise (whole-image statistics, or
+        the test set's where given), denoise (in tiles if `tile` is given), undo the standardisation."""
+        z, mean, std = self.test_normalize(noisy.to(self.device, torch.float32))
         return (self.denoise_standardized(z, tile, std=std) * std + mean).to(noisy)
 
     # --- training --------------------------------------------------------------------------------

@@ -11,10 +11,13 @@ PROVENANCE = {"table": "table3", "preset": "smoke", "dataset": "hanzi", "method"
               "python": "3.11", "host": "test", "device": "cpu"}
 
 
-def done_record(cell_id: str, psnr: dict[str, float] | None = None, **fields: Any) -> DoneRecord:
-    """A finished record of `cell_id` whose one test set scored `psnr` (image id -> dB)."""
+def done_record(cell_id: str, psnr: dict[str, float] | None = None, ssim: dict[str, float] | None = None,
+                **fields: Any) -> DoneRecord:
+    """A finished record of `cell_id` whose one test set scored `psnr` (image id -> dB) and `ssim` (None: a
+    record from before SSIM was kept)."""
     psnr = psnr or {"0": 20.0, "1": 22.0}
-    tests = {"test": TestScores(psnr_mean=sum(psnr.values()) / len(psnr), psnr=psnr)}
+    ssim_mean = sum(ssim.values()) / len(ssim) if ssim else None
+    tests = {"test": TestScores(psnr_mean=sum(psnr.values()) / len(psnr), psnr=psnr, ssim_mean=ssim_mean, ssim=ssim)}
     return DoneRecord(**{**PROVENANCE, "id": cell_id, "tests": tests, "started": PROVENANCE["finished"],
                          "timings": Timings(train_s=1.0, test_s=1.0, total_s=2.0), **fields})
 

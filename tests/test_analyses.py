@@ -24,7 +24,7 @@ def stored_results(results: Path) -> list[dict]:
 
 def test_every_spec_kind_has_a_report():
     assert set(KINDS) == {"table", *FIGURES}
-    for name in ("table1", "table2", "table3", "figure3", "figure4"):
+    for name in ("table1", "table2", "table3", "figure3", "figure4", "budget"):
         assert TableSpec.load(name).kind in KINDS
 
 
@@ -77,6 +77,30 @@ def test_figure3_plots_test_psnr_every_few_steps(tmp_path):
     assert final["laine"] == pytest.approx(next(r for r in results if r["method"] == "laine")["tests"]["test"]["psnr_mean"])
     image = Image.open(tmp_path / "smoke" / "figure3.png")
     assert image.size[0] > 500 and len(image.getcolors(1 << 20)) > 10  # a drawn plot, not a blank canvas
+
+
+def test_budget_plots_test_psnr_against_steps_and_training_cost(tmp_path):
+    rows = "noise2void,laine"  # two of the nine keep the test short
+    assert main(["run", "budget", "--preset", "smoke", "--methods", rows, "--results", str(tmp_path)]) == 0
+    results = stored_results(tmp_path)
+    for result in results:
+        steps = [point["step"] for point in result["curve"]]
+        seconds = [point["seconds"] for point in result["curve"]]
+        assert steps == [0, 2, 4] and seconds[0] < 0.5 and seconds[0] <= seconds[1] <= seconds[2]
+        # The curve's own evaluations are not training time: the clock is below the cell's training time.
+        assert seconds[-1] < result["timings"]["train_s"]
+    data = pd.read_csv(tmp_path / "smoke" / "partial" / "budget.csv")
+    assert list(data.columns) == ["method", "column", "test_set", "step", "cost", "seconds", "psnr", "ci_low",
+                                  "ci_high", "n_seeds"]
+    by_method = {r["method"]: r for r in results}
+    for method, curve in data.groupby("method"):
+        assert list(curve["seconds"]) == pytest.approx([point["seconds"] for point in by_method[method]["curve"]])
+        assert list(curve["psnr"]) == pytest.approx([p["test"] for p in by_method[method]["curve"]])
+    # Laine's network runs on four orientations a step: four one-pass steps of cost per step.
+    assert list(data.loc[data["method"] == "laine", "cost"]) == [0, 8, 16]
+    assert list(data.loc[data["method"] == "noise2void", "cost"]) == [0, 2, 4]
+    image = Image.open(tmp_path / "smoke" / "partial" / "budget.png")
+    assert image.size[0] > 400 and len(image.getcolors(1 << 20)) > 10
 
 
 def test_figure4_sweeps_sigma_loss_and_marks_each_curves_best(tmp_path):

@@ -147,7 +147,8 @@ def test_a_column_without_clean_test_images_says_no_psnr_and_keeps_the_network(t
                     .replace(', noise: "gaussian:300"', "").replace("patch_size: 16", "patch_size: [4, 16, 16]"))
     assert main(["run", str(spec), "--preset", "smoke", "--results", str(tmp_path / "results")]) == 0
     table = (tmp_path / "results" / "smoke" / "mine.md").read_text()
-    assert "| noise2void | no PSNR [1] |" in table and "| input | no PSNR [1] |" in table
+    assert "| noise2void | PSNR | no PSNR [1] |" in table and "| input | PSNR | no PSNR [1] |" in table
+    assert "| noise2void | SSIM | no SSIM [1] |" in table  # one footnote for both
     assert "1. mine: no clean test images: no PSNR can be computed." in table
     assert "no PSNR can be computed." in table.split("Datasets:")[1]  # no paper's column to name
     assert "folder x noise2void: no PSNR (no clean test images)" in capsys.readouterr().out

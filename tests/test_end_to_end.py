@@ -40,23 +40,26 @@ def test_smoke_table_runs_reports_and_resumes(tmp_path, capsys):
     assert {"tests", "config", "seed", "timings", "versions"} <= set(result)
     test = result["tests"]["test"]
     assert np.mean(list(test["psnr"].values())) == test["psnr_mean"]
+    assert test["ssim"].keys() == test["psnr"].keys() and np.mean(list(test["ssim"].values())) == test["ssim_mean"]
     table = pd.read_csv(tmp_path / "smoke" / "table3.csv")
     assert list(table.columns[:9]) == ["method", "metric", "column", "mean", "ci_low", "ci_high", "n_images", "n_seeds",
                                        "seed_std"]
     assert list(dict.fromkeys(table["column"])) == ["hanzi", "natural-gray", "natural-rgb", "synthetic-3d C1",
                                                     "synthetic-3d C2", "synthetic-3d C3"]
     assert set(table["method"]) == {row.label for row in spec.rows} and table["mean"].notna().all()
-    assert len(table) == applicable_smoke_cells() + 2 * sum(c.dataset == "synthetic-3d" for c in spec.cells("smoke")
-                                                            if not c.not_applicable)  # 3 test sets
+    assert set(table["metric"]) == {"PSNR", "SSIM"}
+    assert len(table) == 2 * (applicable_smoke_cells() + 2 * sum(c.dataset == "synthetic-3d" for c in spec.cells("smoke")
+                                                                 if not c.not_applicable))  # 3 test sets, 2 metrics
     report = (tmp_path / "smoke" / "table3.md").read_text()
     assert "| noise2same |" in report
     # laine_bayes needs Gaussian noise of known std; HanZi's is not: n/a with its reason as a footnote,
     # one footnote for a dataset's several test-set columns.
-    note = re.search(r"\| laine_bayes \| n/a \[(\d+)\] \|", report)
+    note = re.search(r"\| laine_bayes \| PSNR \| n/a \[(\d+)\] \|", report)
     assert note and f"{note[1]}. laine_bayes on hanzi: needs Gaussian noise of known std" in report
     number = r"\**[\d.]+(?: \+- [\d.]+)?\**(?: \([-+][\d.]+\))?"  # ours with its interval, or the paper's with the delta
     # BM3D on volumes is BM4D: numbers in the three synthetic-3d columns, none from the paper there.
-    assert re.search(rf"\| bm3d \|( {number} \|){{6}}( {number} \| - \|){{3}}$", report, re.MULTILINE)
+    assert re.search(rf"\| bm3d \| PSNR \|( {number} \|){{6}}( {number} \| - \|){{3}}$", report, re.MULTILINE)
+    assert re.search(rf"\| bm3d \| SSIM \|( {number} \| - \|){{6}}$", report, re.MULTILINE)  # no paper SSIM
 
     capsys.readouterr()
     assert main(["run", "table3", "--preset", "smoke", "--results", str(tmp_path)]) == 0
@@ -88,9 +91,10 @@ def test_wandb_offline_run_holds_metrics_and_non_blank_samples(tmp_path, monkeyp
     # The per-image test table: one row per test image, the three images for the first few.
     (table,) = runs[0].glob("files/media/table/test/images_*.table.json")
     content = json.loads(table.read_text())
-    assert content["columns"] == ["test set", "id", "psnr", "noisy", "denoised", "clean"]
+    assert content["columns"] == ["test set", "id", "psnr", "ssim", "noisy", "denoised", "clean"]
     assert [(row[1], row[2]) for row in content["data"]] == list(result.tests["test"].psnr.items())
-    assert all(row[3:] == ["Image"] * 3 for row in content["data"][:3]) and content["data"][3][3:] == [None] * 3
+    assert [(row[1], row[3]) for row in content["data"]] == list(result.tests["test"].ssim.items())
+    assert all(row[4:] == ["Image"] * 3 for row in content["data"][:3]) and content["data"][3][4:] == [None] * 3
     staged = [p for p in (tmp_path / "staging").rglob("*") if p.is_file() and p.read_bytes()[:4] == b"\x89PNG"]
     assert len(staged) == 9 and all(np.asarray(Image.open(p)).std() > 1 for p in staged)
 

@@ -17,7 +17,7 @@ from tests.data_fixtures import bsd68, hanzi_tiles, imagenet, planaria
 
 PAPER_CELLS = [cell for cell in TableSpec.load("table3").cells("paper") if not cell.not_applicable]
 # Dataset sizes that fit the fixtures (everything else stays as the paper preset resolves it).
-FIXTURE_SIZES = {"imagenet": imagenet.DATASET_KWARGS, "hanzi": {"n_characters": 20, "n_copies": 2}}
+FIXTURE_SIZES = {"imagenet": imagenet.DATASET_KWARGS}
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +40,31 @@ def test_the_paper_preset_holds_the_papers_settings():
     bsd = by_id["bsd68", "noise2same"]
     assert (bsd["method"]["replacement"], bsd["method"]["lambda_inv"], bsd["train"]["steps"]) == ("donut", 0.95, 80000)
     assert by_id["planaria", "noise2same"]["train"]["patch_size"] == [16, 64, 64]
-    assert by_id["hanzi", "noise2same"]["dataset"]["n_characters"] == 13029
-    assert {cell.dataset for cell in PAPER_CELLS} == {"imagenet", "hanzi", "planaria", "bsd68"}
+    assert by_id["hanzi-tiles", "noise2same"]["dataset"] == {"name": "hanzi-tiles", "sigma": 0.7, "test_draws": 1}
+    assert by_id["hanzi-tiles", "noise2same"]["evaluation"]["test_statistics"] == "set"  # the official notebook
+    assert by_id["imagenet", "noise2same"]["evaluation"] == {"d_f": True, "test_every": None}  # per image
+    assert {cell.dataset for cell in PAPER_CELLS} == {"imagenet", "hanzi-tiles", "planaria", "bsd68"}
 
 
-def paper_cell(table: str, row: str, dataset: str) -> Cell:
-    return next(cell for cell in TableSpec.load(table).cells("paper") if cell.row == row and cell.dataset == dataset)
+def test_hanzi_falls_back_to_the_rendered_set_at_the_papers_size_and_the_official_split(tmp_path):
+    """Without the official tiles under the data folder, the HanZi column renders the paper's recipe
+    (13,029 characters x 6 copies, 70 / 20 / 10) and keeps the column's other sections."""
+    cells = {(cell.column, cell.method): cell for cell in TableSpec.load("table3").cells("paper", data_dir=tmp_path)}
+    rendered = cells["hanzi", "noise2self_noise"]
+    assert rendered.config["dataset"] | {"data_seed": None} == {
+        "name": "hanzi", "n_characters": 13029, "n_copies": 6, "sigma": 0.7, "data_seed": None, "val_fraction": 0.2,
+        "test_fraction": 0.1, "gaussian_only": False, "test_draws": 1}
+    assert rendered.method_kwargs["replacement"] == "gaussian:0.5" and rendered.evaluation.test_statistics == "set"
+    (tmp_path / "Hanzi" / "tiles").mkdir(parents=True)
+    for name in ("training", "validation", "testing"):
+        (tmp_path / "Hanzi" / "tiles" / f"{name}.npy").touch()
+    present = TableSpec.load("table3").cells("paper", ["noise2self_noise"], ["hanzi"], data_dir=tmp_path)
+    assert [cell.dataset for cell in present] == ["hanzi-tiles"]
+
+
+def paper_cell(table: str, row: str, dataset: str, data_dir: Path | None = None) -> Cell:
+    return next(cell for cell in TableSpec.load(table).cells("paper", data_dir=data_dir)
+                if cell.row == row and cell.column == dataset)
 
 
 @pytest.mark.parametrize("table, row, other_table, other_row, dataset", [
@@ -56,9 +75,10 @@ def paper_cell(table: str, row: str, dataset: str) -> Cell:
     ("table2", "Gaussian 0.5", "table3", "noise2self_noise", "imagenet"),  # 20.38
     ("table2", "Gaussian 0.5", "table3", "noise2self_noise", "hanzi"),  # 13.94
 ])
-def test_a_run_the_paper_prints_twice_is_one_cell(table, row, other_table, other_row, dataset):
-    cell, other = paper_cell(table, row, dataset), paper_cell(other_table, other_row, dataset)
-    assert cell.config == other.config and cell.id == other.id
+def test_a_run_the_paper_prints_twice_is_one_cell(table, row, other_table, other_row, dataset, tmp_path):
+    for data_dir in (None, tmp_path):  # with the official data, and with the fallbacks of an empty folder
+        cell, other = paper_cell(table, row, dataset, data_dir), paper_cell(other_table, other_row, dataset, data_dir)
+        assert cell.config == other.config and cell.id == other.id
 
 
 def test_noise2same_alone_trains_longer_on_bsd68_and_noise2self_noise_keeps_the_texts_replacement_on_planaria():

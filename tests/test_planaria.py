@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from skimage.metrics import structural_similarity
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from benchmark.registry import ConfigError
@@ -68,12 +69,29 @@ def test_percentile_normalisation():
     assert percentile_normalize(x, 2, 99.8).dtype == np.float32
 
 
-def official_psnr(gt: np.ndarray, x: np.ndarray) -> float:
-    """CARE's norm_minmse (gt already normalised) and skimage's PSNR with data range 1, written out."""
+def norm_minmse(gt: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CARE's norm_minmse (gt already normalised), written out: (gt - mean, s (x - mean))."""
     x = x - np.mean(x)
     gt = gt - np.mean(gt)
     scale = np.cov(x.flatten(), gt.flatten())[0, 1] / np.var(x.flatten())
-    return 10 * np.log10(1 / np.mean((gt - scale * x) ** 2))
+    return gt, scale * x
+
+
+def official_psnr(gt: np.ndarray, x: np.ndarray) -> float:
+    """norm_minmse, then skimage's PSNR with data range 1, written out."""
+    gt, x = norm_minmse(gt, x)
+    return 10 * np.log10(1 / np.mean((gt - x) ** 2))
+
+
+def test_ssim_is_the_official_3d_ssim_of_the_norm_minmse_pair():
+    """The official get_scores: compare_ssim(*norm_minmse(gt, x), data_range=1.) on the whole volume (3-D
+    SSIM, the pair left centred); here with the standard Gaussian window, as every column."""
+    generator = torch.Generator().manual_seed(1)
+    clean = torch.rand(2, 1, 12, 20, 17, generator=generator, dtype=torch.float64)
+    pred = 0.4 * clean + 0.3 + 0.1 * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
+    expected = [structural_similarity(*norm_minmse(g[0].numpy(), p[0].numpy()), data_range=1.0, gaussian_weights=True,
+                                      sigma=1.5, use_sample_covariance=False) for g, p in zip(clean, pred)]
+    np.testing.assert_allclose(NormMinMSEProtocol(data_range=1.0).ssim(pred, clean).numpy(), expected, rtol=0, atol=1e-12)
 
 
 def test_norm_minmse_matches_the_official_formula_and_ignores_affine_changes():

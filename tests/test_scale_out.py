@@ -80,7 +80,9 @@ def test_a_failing_cell_shows_in_the_table_and_reruns_with_retry_failed(tmp_path
     assert main(argv) == 1  # the other cell still finished
     assert {r["dataset"]: r["status"] for r in stored(tmp_path).values()} == {"natural-gray": "done", "hanzi": "failed"}
     report = (tmp_path / "smoke" / "partial" / "table3.md").read_text()
-    assert re.search(r"\| input \| \*\*20\.21 \+- \d\.\d\d\*\* \| 20\.19 \(\+0\.02\) \| failed \[1\] \| 6\.45 \|", report)
+    psnr = r"\| input \| PSNR \| \*\*20\.21 \+- \d\.\d\d\*\* \| 20\.19 \(\+0\.02\) \| failed \[1\] \| 6\.45 \|"
+    assert re.search(psnr, report)
+    assert re.search(r"\| input \| SSIM \| \*\*0\.\d{3} \+- 0\.\d{3}\*\* \| - \| failed \[1\] \| - \|", report)
     assert "1. input on hanzi (seed 0): torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB." in report
 
     monkeypatch.setattr(benchmark.runner, "run_cell", run_cell)

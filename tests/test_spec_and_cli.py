@@ -54,7 +54,7 @@ def test_unknown_names_list_the_valid_ones():
 @pytest.mark.parametrize("argv, fragment", [
     (["run", "table3", "--methods", "noise2sam"], "unknown method 'noise2sam'; valid methods: input"),
     (["run", "table3", "--datasets", "bsd"], "unknown dataset 'bsd'; valid datasets: " + ", ".join(DATASETS.names())),
-    (["run", "table9"], "unknown table 'table9'; valid tables: figure3, figure4, table1, table2, table3"),
+    (["run", "table9"], "unknown table 'table9'; valid tables: budget, figure3, figure4, table1, table2, table3"),
     (["run", "table3", "--preset", "huge"], "unknown preset 'huge' for table3; valid presets: smoke, cpu"),
 ])
 def test_cli_rejects_bad_names_in_one_line(argv, fragment, capsys, tmp_path):

@@ -1,5 +1,6 @@
 """The statistics of a report (benchmark.statistics) against direct scipy calls, and the report built on
-them: intervals, paired tests, Holm, ties with the best, and a report identical when rebuilt."""
+them: intervals, paired tests, Holm, ties with the best (in PSNR and in SSIM, each on its own), a report
+identical when rebuilt, and the empty SSIM field of a cell stored before SSIM was kept."""
 
 from __future__ import annotations
 
@@ -110,15 +111,18 @@ def test_ties_with_best_marks_only_methods_not_significantly_below():
     assert statistics.can_separate(13, 50) and statistics.can_separate(1, 0)
 
 
-def fill_store(store: ResultStore, spec: TableSpec, rng: np.random.Generator) -> list:
+def fill_store(store: ResultStore, spec: TableSpec, rng: np.random.Generator, with_ssim: bool = False) -> list:
     """Finished cells of table3's smoke preset for three methods, two seeds each: 20 test images on hanzi,
-    4 on natural-gray."""
+    4 on natural-gray; with SSIM where asked, in which noise2void leads (in PSNR it ties noise2same)."""
     cells = spec.cells("smoke", ["noise2same", "noise2void", "input"], ["hanzi", "natural-gray"], [0, 1])
     shift = {"noise2same": 1.0, "noise2void": 1.0, "input": -3.0}
+    ssim_shift = {"noise2same": 0.0, "noise2void": 0.05, "input": -0.3}
     for cell in cells:
-        psnr = {f"t{i}@draw{k}": 10 + shift[cell.method] + 0.1 * i + rng.normal(0, 0.05)
-                for i in range(20 if cell.dataset == "hanzi" else 4) for k in range(2)}
-        store.write(done_record(cell.id, psnr, dataset=cell.dataset, method=cell.method, seed=cell.seed))
+        images = [f"t{i}@draw{k}" for i in range(20 if cell.dataset == "hanzi" else 4) for k in range(2)]
+        psnr = {image: 10 + shift[cell.method] + 0.1 * i + rng.normal(0, 0.05) for i, image in enumerate(images)}
+        ssim = {image: 0.5 + ssim_shift[cell.method] + 0.01 * i + rng.normal(0, 0.002) for i, image in enumerate(images)}
+        store.write(done_record(cell.id, psnr, ssim if with_ssim else None, dataset=cell.dataset, method=cell.method,
+                                seed=cell.seed))
     return cells
 
 
@@ -131,11 +135,15 @@ def test_report_has_intervals_marks_deltas_and_is_identical_when_rebuilt(tmp_pat
     assert stats_row["n_images"] == 20 and stats_row["n_seeds"] == 2 and stats_row["seed_std"] >= 0
     assert stats_row["delta"] == pytest.approx(stats_row["mean"] - 14.38)
     text = report.text()
-    assert text.loc["noise2same", "hanzi"].startswith("**") and " +- " in text.loc["noise2same", "hanzi"]
-    assert not text.loc["input", "hanzi"].startswith("**")  # 4 dB below: significantly worse
-    assert text.loc["noise2same", "hanzi paper (HanZi)"] == f"14.38 ({stats_row['mean'] - 14.38:+.2f})"
+    psnr = text.xs("PSNR", level="metric")
+    assert psnr.loc["noise2same", "hanzi"].startswith("**") and " +- " in psnr.loc["noise2same", "hanzi"]
+    assert not psnr.loc["input", "hanzi"].startswith("**")  # 4 dB below: significantly worse
+    assert psnr.loc["noise2same", "hanzi paper (HanZi)"] == f"14.38 ({stats_row['mean'] - 14.38:+.2f})"
     assert not any(field.startswith("**") for field in text["natural-gray"])  # 4 images: no test can separate
     assert list(report.undecided) == ["natural-gray"]
+    # Stored before SSIM was kept: every SSIM field is empty, with one footnote saying how to add it.
+    assert set(text.xs("SSIM", level="metric")["hanzi"]) == {""}
+    assert text.loc[("input", "SSIM"), "hanzi paper (HanZi)"] == "-"  # the paper has no SSIM
 
     first, second = tmp_path / "first", tmp_path / "second"
     write_report(spec, "smoke", cells, store, first)
@@ -144,12 +152,44 @@ def test_report_has_intervals_marks_deltas_and_is_identical_when_rebuilt(tmp_pat
     assert names == ["table3.csv", "table3.md", "table3.png", "table3_vs_noise2same.csv", "table3_vs_noise2same.md"]
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    assert "No marks in natural-gray (4 images, 2 comparisons" in (first / "table3.md").read_text()
+    page = (first / "table3.md").read_text()
+    assert "No marks in natural-gray (4 images, 2 comparisons" in page
+    assert "| noise2same | SSIM | [1] | - | [1] | - |" in page
+    assert (f"1. SSIM not stored for this cell; `python -m benchmark rescore table3 --preset smoke --seeds 0,1 "
+            f"--results {tmp_path}` computes it.") in page
     csv = pd.read_csv(first / "table3.csv")
     assert {"mean", "ci_low", "ci_high", "n_images", "n_seeds", "seed_std", "paper", "delta"} <= set(csv.columns)
     versus = (first / "table3_vs_noise2same.md").read_text()
     assert re.search(r"\| input \| \*\*-4\.0\d \[-4\.\d\d, -\d\.\d\d\] p=[\d.e-]+\*\* \|", versus)
     assert re.search(r"\| noise2void \| [-+]0\.0\d \[-0\.\d\d, \+0\.\d\d\] p=0\.\d+ \|", versus)  # not significant
+
+
+def test_ssim_is_a_second_metric_with_its_own_intervals_ties_and_comparison(tmp_path):
+    spec = TableSpec.load("table3")
+    store = ResultStore(tmp_path / "runs" / "cells")
+    cells = fill_store(store, spec, np.random.default_rng(5), with_ssim=True)
+    report = build_report(spec, cells, store)
+    row = report.stats.loc[("noise2void", "ssim", "hanzi")]
+    assert row["n_images"] == 20 and row["n_seeds"] == 2 and row["ci_low"] < row["mean"] < row["ci_high"]
+    assert np.isnan(row["paper"]) and not report.no_ssim
+    text = report.text()
+    assert list(text.index[:2]) == [("input", "PSNR"), ("input", "SSIM")]  # SSIM beside PSNR, per method
+    # In PSNR noise2same and noise2void tie; in SSIM noise2void leads alone (0.05 above on all 20 images).
+    assert all(text.loc[(method, "PSNR"), "hanzi"].startswith("**") for method in ("noise2same", "noise2void"))
+    assert re.fullmatch(r"\*\*0\.\d{3} \+- 0\.\d{3}\*\*", text.loc[("noise2void", "SSIM"), "hanzi"])
+    assert not text.loc[("noise2same", "SSIM"), "hanzi"].startswith("**")
+    write_report(spec, "smoke", cells, store, tmp_path)
+    csv = pd.read_csv(tmp_path / "table3.csv")
+    assert list(csv.columns) == ["method", "metric", "column", "mean", "ci_low", "ci_high", "n_images", "n_seeds",
+                                 "seed_std", "paper", "delta", "tie_with_best"]
+    assert set(csv["metric"]) == {"PSNR", "SSIM"} and len(csv) == 2 * 3 * 2  # methods x columns per metric
+    versus = pd.read_csv(tmp_path / "table3_vs_noise2same.csv")
+    assert list(versus.columns[:3]) == ["row", "metric", "column"]
+    ssim = versus.set_index(["row", "metric", "column"]).loc[("noise2void", "SSIM", "hanzi")]
+    assert ssim["difference"] == pytest.approx(0.05, abs=0.005) and ssim["p_holm"] < 0.05
+    page = (tmp_path / "table3_vs_noise2same.md").read_text()
+    assert "SSIM:" in page and re.search(r"\| noise2void \| \*\*\+0\.05\d \[\+0\.0\d\d, \+0\.0\d\d\] p=", page)
+    assert "SSIM not stored" not in (tmp_path / "table3.md").read_text()
 
 
 def test_test_draws_score_each_clean_image_under_fixed_noise_draws():

@@ -42,9 +42,10 @@ def test_a_table_command_logs_one_aggregate_run_with_the_table_and_a_chart(tmp_p
     (run,) = (tmp_path / "runs" / "wandb" / "wandb").glob("offline-run-*")  # classical cells have no run of their own
     (table,) = run.glob("files/media/table/table3_*.table.json")
     content = json.loads(table.read_text())
-    assert content["columns"] == ["method", "natural-gray", "natural-gray paper (BSD68)", "hanzi",
+    assert content["columns"] == ["method", "metric", "natural-gray", "natural-gray paper (BSD68)", "hanzi",
                                   "hanzi paper (HanZi)"]
-    assert content["data"][0][:3] == ["input", "**20.21 +- 0.11**", "20.19 (+0.02)"]  # the only row ties with itself
+    assert content["data"][0][:4] == ["input", "PSNR", "**20.21 +- 0.11**", "20.19 (+0.02)"]  # ties with itself
+    assert content["data"][1][:2] == ["input", "SSIM"] and content["data"][1][3] == "-"  # the paper has no SSIM
     (chart,) = run.glob("files/media/images/chart_*.png")
     assert np.asarray(Image.open(chart)).std() > 1
     record = next(run.glob("run-*.wandb")).read_bytes()

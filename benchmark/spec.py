@@ -60,16 +60,16 @@ class EvaluationConfig:
     test_every: PositiveInt | None = None
     # Test standardisation of a trained network: "image", each image by its own mean and std (the
     # official code everywhere but HanZi); "set", one mean and std over the whole noisy test set (the
-    # official HanZi notebook).
-    test_statistics: Literal["image", "set"] = "image"
+    # official HanZi notebook). Added later: left out of a cell's config at its default (`config_section`).
+    test_statistics: Literal["image", "set"] = field(default="image", metadata={"added_later": True})
 
-    def section(self) -> dict[str, Any]:
-        """The config section: test_statistics only where it is "set", so that the cells stored before
-        the option existed keep their ids."""
-        values = asdict(self)
-        if self.test_statistics == "image":
-            del values["test_statistics"]
-        return values
+
+def config_section(config: Any) -> dict[str, Any]:
+    """A config dataclass as a cell's config section, without the fields marked `added_later` that hold
+    their default, so that the cells stored before such a field existed keep their ids."""
+    return {key: value for key, value in asdict(config).items()
+            if not (config.__dataclass_fields__[key].metadata.get("added_later")
+                    and value == config.__dataclass_fields__[key].default)}
 
 
 def compile_backend(name: str) -> str:
@@ -472,12 +472,11 @@ def resolve_config(settings: dict[str, Any], column: dict[str, Any], row: Row, s
         config["backbone"] = asdict(_build(UNetConfig, _merge(settings.get("backbone"), column.get("backbone")),
                                            f"{where}, backbone"))
         # Optional sections are only present when asked for, so plain cells keep their ids.
-        for section, cls, layers in (("evaluation", EvaluationConfig, (column.get("evaluation"), row.evaluation)),
-                                     ("speed", SpeedConfig, ())):
-            values = _merge(settings.get(section), *layers, overrides.get(section))
+        for name, cls, layers in (("evaluation", EvaluationConfig, (column.get("evaluation"), row.evaluation)),
+                                  ("speed", SpeedConfig, ())):
+            values = _merge(settings.get(name), *layers, overrides.get(name))
             if values:
-                built = _build(cls, values, f"{where}, {section}")
-                config[section] = built.section() if isinstance(built, EvaluationConfig) else asdict(built)
+                config[name] = config_section(_build(cls, values, f"{where}, {name}"))
     return config
 
 

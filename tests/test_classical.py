@@ -4,6 +4,7 @@ Anscombe transform for Poisson-Gaussian noise; the wavelet estimate where the no
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from datamodules import DATASETS
@@ -60,3 +61,19 @@ def test_bm3d_denoises_a_poisson_gaussian_volume_through_bm4d():
     blurred = np.asarray(data.splits["C3"].clean[0], dtype=np.float64)
     # Closer to the clean volume's structure than the noisy input, after matching scale (correlation).
     assert np.corrcoef(denoised.ravel(), blurred.ravel())[0, 1] > np.corrcoef(noisy.ravel(), blurred.ravel())[0, 1]
+
+
+def test_nlm_with_the_chosen_3d_window_beats_the_noisy_volume_where_the_usual_window_does_not():
+    """examples/nlm_volumes: at synthetic-3d's photon counts the usual 13^3 search window averages the
+    nuclei away; the 3^3 window the cpu preset uses gains dB over the input (PSNR by the table's protocol)."""
+    data = DATASETS.get("synthetic-3d")(test_size=48, test_volumes=1)
+    split = data.splits["C2"]
+    noisy, clean = (torch.from_numpy(np.asarray(images[0], dtype=np.float64))[None] for images in (split.noisy, split.clean))
+
+    def psnr(method: NonLocalMeans) -> float:
+        method.given_noise(data.known_noise("C2"))
+        return data.protocol.psnr(method.denoise(noisy), clean).item()
+
+    noisy_psnr = data.protocol.psnr(noisy, clean, transform=False).item()
+    assert psnr(NonLocalMeans(patch_size=3, patch_distance=1)) > noisy_psnr + 2
+    assert psnr(NonLocalMeans()) < noisy_psnr + 0.5

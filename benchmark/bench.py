@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
+from benchmark.allocator import keep_freed_memory
 from datamodules import DATASETS
 from datamodules.evaluation import evaluate
 from methods import METHODS
@@ -130,9 +131,9 @@ class Peak:
     bytes: int | None = None
 
 
-def _proc_status(key: str) -> int:
-    """A memory line of /proc/self/status in bytes (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _proc_bytes(key: str, path: str = "/proc/self/status") -> int:
+    """A line `key: N kB` of a /proc file (Linux; this process's status by default) in bytes."""
+    for line in Path(path).read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
     raise KeyError(key)
@@ -155,12 +156,12 @@ def peak_memory(device: torch.device) -> Iterator[Peak]:
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so reuse does not hide the peak
         Path("/proc/self/clear_refs").write_text("5")
-        start = _proc_status("VmRSS")
+        start = _proc_bytes("VmRSS")
     except OSError:
         yield peak
         return
     yield peak
-    peak.bytes = _proc_status("VmHWM") - start
+    peak.bytes = _proc_bytes("VmHWM") - start
 
 
 def synchronize(device: torch.device) -> None:
@@ -337,15 +338,41 @@ def wide_row(name: str, config: BenchConfig, spatial_dims: int, batches: list[di
              device: torch.device) -> dict[str, Any]:
     """One method's plain loop against the one-pass loop on `config`'s network: one step of each in turn on
     the same batch (both see the same load of a shared machine); `x one-pass` over the timed step pairs."""
-    reference = one_pass(config, spatial_dims, device)
-    method = build_trainable(name, config, spatial_dims).to(device)
-    loop = PlainLoop(lambda batch: method.training_loss(batch)[0], method.parameters(), device, method.lr)
-    pairs = [(reference.step(batch), loop.step(batch)) for batch in batches][config.wide_warmup:]
+    with peak_memory(device) as peak:
+        reference = one_pass(config, spatial_dims, device)
+        method = build_trainable(name, config, spatial_dims).to(device)
+        loop = PlainLoop(lambda batch: method.training_loss(batch)[0], method.parameters(), device, method.lr)
+        pairs = [(reference.step(batch), loop.step(batch)) for batch in batches][config.wide_warmup:]
     step = Stat.of([seconds for _, seconds in pairs])
     return {"method": name, "dims": spatial_dims, "channels": config.backbone.base_channels,
             "batch": len(batches[0]["noisy"]), "shape": list(batches[0]["noisy"].shape[2:]), "step_s": asdict(step),
             "one_pass_step_s": asdict(Stat.of([seconds for seconds, _ in pairs])), "steps_per_s": asdict(step.inverse()),
-            "over_one_pass": asdict(Stat.of([b / a for a, b in pairs]))}
+            "over_one_pass": asdict(Stat.of([b / a for a, b in pairs])), "peak_memory_mb": peak.bytes and peak.bytes / 2**20}
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a new allocation: the GPU's free memory, or the system's MemAvailable (Linux); None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return _proc_bytes("MemAvailable", "/proc/meminfo")
+    except (OSError, KeyError):
+        return None
+
+
+def too_big(row: dict[str, Any] | None, channels: int, device: torch.device, share: float = 0.8) -> str | None:
+    """Why a wide row at `channels` should not run, from the same method's row at a smaller width: its peak
+    memory scaled by the width ratio (activations grow with the channels) against `share` of the free
+    memory; None when it fits or nothing is known. A row that does not fit would be killed by the
+    system (the CPU has no out-of-memory error to catch) and take the whole bench with it."""
+    free = available_memory(device)
+    if row is None or not row.get("peak_memory_mb") or free is None:
+        return None
+    needed = row["peak_memory_mb"] * 2**20 * channels / row["channels"]
+    if needed <= share * free:
+        return None
+    return (f"needs about {needed / 2**30:.0f} GiB ({row['peak_memory_mb'] / 2**10:.1f} GiB at {row['channels']} channels, "
+            f"x {channels / row['channels']:g}); {free / 2**30:.0f} GiB free")
 
 
 def training_wide(config: BenchConfig, device: torch.device, echo: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -353,16 +380,24 @@ def training_wide(config: BenchConfig, device: torch.device, echo: Callable[[str
     rows = []
     settings = [(2, (config.wide_patch_2d,) * 2, config.wide_batch_2d, config.wide_steps_2d),
                 (3, config.wide_patch_3d, config.wide_batch_3d, config.wide_steps_3d)]
+    narrower: dict[tuple[str, int], dict[str, Any]] = {}  # the last measured row of each method and dims
     for dims, shape, batch, steps in settings:
-        for channels in config.wide_channels:
+        for channels in sorted(config.wide_channels):
             for name in trainable_methods(config):
                 cls = METHODS.get(name)
                 if dims == 2 or cls.supports_3d:
+                    label = f"train {dims}-D {name}, {channels} channels with BN"
+                    reason = too_big(narrower.get((name, dims)), channels, device)
+                    if reason:
+                        rows.append({"method": name, "dims": dims, "channels": channels, "batch": batch, "skipped": reason})
+                        echo(f"{label}: skipped, {reason}")
+                        continue
                     batches = training_batches(cls, 1, shape, batch, config.wide_warmup + steps)
                     rows.append(wide_row(name, config.wide(channels), dims, batches, device))
-                    row = rows[-1]
-                    echo(f"train {dims}-D {name}, {channels} channels with BN: {row['step_s']['median'] * 1e3:.0f} ms/step, "
-                         f"x one-pass {row['over_one_pass']['median']:.2f}")
+                    row = narrower[name, dims] = rows[-1]
+                    peak = row["peak_memory_mb"] or float("nan")
+                    echo(f"{label}: {row['step_s']['median'] * 1e3:.0f} ms/step, "
+                         f"x one-pass {row['over_one_pass']['median']:.2f}, peak {peak:.0f} MB")
     return rows
 
 
@@ -500,6 +535,8 @@ def environment(device: torch.device) -> dict[str, Any]:
 def run_bench(config: BenchConfig, device: torch.device, results: Path, echo: Callable[[str], None] = print) -> dict:
     """Measure everything, write results/bench.json and results/bench.md, return the figures."""
     start = time.perf_counter()
+    if device.type == "cpu":
+        keep_freed_memory()  # as the runner trains on a CPU
     figures = {"config": _jsonable(asdict(config)), "environment": environment(device),
                "training": training(config, device, echo), "training_wide": training_wide(config, device, echo),
                "profile": profile_step(config, device, echo), "options": speed_options(config, device, echo),
@@ -525,7 +562,7 @@ def summary(figures: dict[str, Any]) -> dict[str, Any]:
             ratios[f"noise2same_over_noise2void {dims}-D"] = (training["noise2same", dims]["over_one_pass"]["median"]
                                                             / training["noise2void", dims]["over_one_pass"]["median"])
     for row in figures["training_wide"]:
-        if row["method"] == "noise2same":
+        if row["method"] == "noise2same" and "skipped" not in row:
             key = f"noise2same_over_one_pass {row['dims']}-D {row['channels']} channels BN"
             ratios[key] = row["over_one_pass"]["median"]
     tiled = next(row for row in figures["inference"] if "tiled" in row["what"])
@@ -545,6 +582,17 @@ def _stat(row: dict, key: str, scale: float = 1.0, decimals: int = 2) -> str:
 
 def _ratio(value: float | None, decimals: int = 2) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.{decimals}f}"
+
+
+def wide_row_line(row: dict[str, Any]) -> str:
+    """A row of the table of the paper's widths; a row not run gives its reason."""
+    head = f"| {row['method']} | {row['dims']}-D | {row['channels']} | {row['batch']} | "
+    if "skipped" in row:
+        return head + f"not run: {row['skipped']} | | | | |"
+    memory = row.get("peak_memory_mb")
+    return head + (f"{_stat(row, 'step_s', 1e3, 0)} | {_stat(row, 'steps_per_s', 1, 2)} | "
+                   f"{_stat(row, 'one_pass_step_s', 1e3, 0)} | {_stat(row, 'over_one_pass')} | "
+                   f"{'' if memory is None else f'{memory:.0f}'} |")
 
 
 def markdown(figures: dict[str, Any]) -> str:
@@ -576,12 +624,9 @@ def markdown(figures: dict[str, Any]) -> str:
               f"turn on the same batch, after {cfg['wide_warmup']} warm-up step(s); fewer steps than above because these "
               f"rows are slow on a CPU: {cfg['wide_steps_2d']} timed step pair(s) per row in 2-D, {cfg['wide_steps_3d']} "
               "in 3-D, so the spread is over step pairs, not rounds.", "",
-              "| method | dims | channels | batch | ms/step | steps/s | one-pass ms/step | x one-pass |",
-              "|---|---|---|---|---|---|---|---|"]
-    for row in figures["training_wide"]:
-        lines.append(f"| {row['method']} | {row['dims']}-D | {row['channels']} | {row['batch']} | "
-                     f"{_stat(row, 'step_s', 1e3, 0)} | {_stat(row, 'steps_per_s', 1, 2)} | "
-                     f"{_stat(row, 'one_pass_step_s', 1e3, 0)} | {_stat(row, 'over_one_pass')} |")
+              "| method | dims | channels | batch | ms/step | steps/s | one-pass ms/step | x one-pass | peak memory (MB) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [wide_row_line(row) for row in figures["training_wide"]]
     prof = figures["profile"]
     lines += ["", f"## Profile of one noise2same step (2-D, {prof['channels']} channels with BN, batch {prof['batch']} of "
               f"{prof['patch']}x{prof['patch']})", "",

@@ -22,6 +22,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
+from benchmark.allocator import keep_freed_memory
 from benchmark.spec import Cell, Resources, TrainConfig
 from benchmark.store import DoneRecord, Environment, ResultStore, StoreWarning, TestScores, Timings, Training, now
 from benchmark.console import progress_bars
@@ -219,6 +220,15 @@ class StopOnNonFiniteLoss(pl.Callback):
             raise FloatingPointError(f"the training loss is {loss.item()} at step {trainer.global_step}")
 
 
+class KeepFreedMemoryOnCpu(pl.Callback):
+    """In every training process that trains on the CPU, glibc keeps freed memory for the next step
+    instead of taking it from the kernel again page by page (`benchmark.allocator`)."""
+
+    def setup(self, trainer: pl.Trainer, method: Any, stage: str) -> None:
+        if trainer.strategy.root_device.type == "cpu":
+            keep_freed_memory()
+
+
 def checkpoint_interval(train: TrainConfig) -> int:
     """Steps between checkpoints: the largest that divides the run and the validation interval, so a
     checkpoint comes with every validation and one with the last step."""
@@ -289,7 +299,8 @@ def run_cell(cell: Cell, work_dir: Path, accelerator: str = "auto", data_dir: Pa
                              enable_model_summary=False, enable_progress_bar=progress_bars(),
                              log_every_n_steps=min(10, train.steps),
                              use_distributed_sampler=False, sync_batchnorm=sync_batchnorm,
-                             callbacks=[*([curve] if curve else []), StopOnNonFiniteLoss(), checkpoints])
+                             callbacks=[*([curve] if curve else []), StopOnNonFiniteLoss(), KeepFreedMemoryOnCpu(),
+                                        checkpoints])
         trainer.fit(method, datamodule=datamodule, ckpt_path=last if resumed_from else None, weights_only=True)
         if trainer.global_rank != 0:
             return None

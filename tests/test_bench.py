@@ -74,3 +74,36 @@ def test_quick_bench_writes_every_section(tmp_path):
                     "## Speed options", "## Inference", "## Classical methods"):
         assert heading in report
     assert "| noise2same | 3-D | 1 |" in report
+
+
+
+def test_a_wide_row_is_judged_by_its_narrower_rows_peak_scaled_by_the_width(monkeypatch):
+    import benchmark.bench as bench
+
+    narrow = {"method": "laine", "dims": 3, "channels": 32, "peak_memory_mb": 1024}
+    monkeypatch.setattr(bench, "available_memory", lambda device: 10 * 2**30)
+    assert bench.too_big(narrow, 96, torch.device("cpu")) is None  # 3 GiB of 8 usable
+    monkeypatch.setattr(bench, "available_memory", lambda device: 3 * 2**30)
+    assert bench.too_big(narrow, 96, torch.device("cpu")) == "needs about 3 GiB (1.0 GiB at 32 channels, x 3); 3 GiB free"
+    assert bench.too_big({**narrow, "peak_memory_mb": None}, 96, torch.device("cpu")) is None
+    assert bench.too_big(None, 96, torch.device("cpu")) is None
+    monkeypatch.setattr(bench, "available_memory", lambda device: None)
+    assert bench.too_big(narrow, 96, torch.device("cpu")) is None
+
+
+def test_a_wide_row_that_would_not_fit_in_memory_is_skipped_and_the_report_says_why(monkeypatch):
+    """On a CPU the system kills a process that runs out of memory, and the whole bench with it: a row
+    judged too big is not run, the narrower rows are, and the report's line gives the reason."""
+    import dataclasses
+
+    import benchmark.bench as bench
+
+    config = dataclasses.replace(QUICK, methods=("noise2void",), wide_channels=(8, 4))
+    monkeypatch.setattr(bench, "too_big",
+                        lambda row, channels, device: "needs about 9 GiB" if row and channels > 4 else None)
+    rows = bench.training_wide(config, torch.device("cpu"), echo=lambda line: None)
+    assert [(row["dims"], row["channels"], row.get("skipped")) for row in rows] == [
+        (2, 4, None), (2, 8, "needs about 9 GiB"), (3, 4, None), (3, 8, "needs about 9 GiB")]
+    assert rows[0]["peak_memory_mb"] is not None and rows[0]["over_one_pass"]["median"] > 0
+    assert bench.wide_row_line(rows[1]) == "| noise2void | 2-D | 8 | 2 | not run: needs about 9 GiB | | | | |"
+    assert bench.wide_row_line(rows[0]).startswith("| noise2void | 2-D | 4 | 2 | ")

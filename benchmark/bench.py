@@ -347,7 +347,8 @@ def wide_row(name: str, config: BenchConfig, spatial_dims: int, batches: list[di
     return {"method": name, "dims": spatial_dims, "channels": config.backbone.base_channels,
             "batch": len(batches[0]["noisy"]), "shape": list(batches[0]["noisy"].shape[2:]), "step_s": asdict(step),
             "one_pass_step_s": asdict(Stat.of([seconds for seconds, _ in pairs])), "steps_per_s": asdict(step.inverse()),
-            "over_one_pass": asdict(Stat.of([b / a for a, b in pairs])), "peak_memory_mb": peak.bytes and peak.bytes / 2**20}
+            "over_one_pass": asdict(Stat.of([b / a for a, b in pairs])),
+            "peak_memory_mb": None if peak.bytes is None else peak.bytes / 2**20}
 
 
 def available_memory(device: torch.device) -> int | None:

@@ -13,7 +13,6 @@ The same ratio is measured at the widths a paper run trains (the official U-Net 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
@@ -35,7 +34,8 @@ from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader
 
-from benchmark.allocator import keep_freed_memory
+from benchmark.allocator import freed_memory_kept, release_freed_memory
+from benchmark.registry import ConfigError
 from datamodules import DATASETS
 from datamodules.evaluation import evaluate
 from methods import METHODS
@@ -154,7 +154,7 @@ def peak_memory(device: torch.device) -> Iterator[Peak]:
         peak.bytes = torch.cuda.max_memory_allocated(device) - start
         return
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so reuse does not hide the peak
+        release_freed_memory()  # hand freed heap pages back, so their reuse does not hide the peak
         Path("/proc/self/clear_refs").write_text("5")
         start = _proc_bytes("VmRSS")
     except OSError:
@@ -533,17 +533,62 @@ def environment(device: torch.device) -> dict[str, Any]:
             "python": platform.python_version(), "torch_threads": torch.get_num_threads()}
 
 
-def run_bench(config: BenchConfig, device: torch.device, results: Path, echo: Callable[[str], None] = print) -> dict:
-    """Measure everything, write results/bench.json and results/bench.md, return the figures."""
+TRAINING_SECTIONS = ("training", "training_wide", "profile", "options")  # run with freed memory kept, as the runner trains
+SECTIONS = (*TRAINING_SECTIONS, "inference", "classical")
+
+
+class BenchError(ConfigError):
+    """A bench that cannot run as asked (sections to re-run without a whole run to put them in)."""
+
+
+def parse_sections(text: str) -> tuple[str, ...]:
+    """`--sections inference,classical` -> the section names, each checked."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown or not names:
+        raise BenchError(f"unknown bench section(s) {', '.join(unknown) or repr(text)}: choose from {', '.join(SECTIONS)}")
+    return names
+
+
+def previous_figures(results: Path, config: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """The figures of the last whole run in `results`, which a re-run of some sections updates; it must have
+    been measured with the same configuration on the same kind of device."""
+    path = results / "bench.json"
+    if not path.is_file():
+        raise BenchError(f"no {path} to re-run sections of: run the whole bench first (without --sections)")
+    figures = json.loads(path.read_text())
+    same_device = figures["environment"]["device"] == environment(device)["device"]
+    if figures.get("config") != _jsonable(asdict(config)) or not same_device:
+        raise BenchError(f"{path} was measured with another configuration or device: run the whole bench again "
+                         "(without --sections)")
+    return figures
+
+
+def run_bench(config: BenchConfig, device: torch.device, results: Path, echo: Callable[[str], None] = print,
+              sections: tuple[str, ...] = SECTIONS) -> dict:
+    """Measure the `sections` (all by default; a subset re-measures those in the last whole run of `results`),
+    write results/bench.json and results/bench.md, return the figures. On a CPU the training sections run
+    with glibc keeping freed memory, as the runner trains, and the others with the values glibc settles at
+    by itself, as scoring and `denoise` run."""
     start = time.perf_counter()
-    if device.type == "cpu":
-        keep_freed_memory()  # as the runner trains on a CPU
-    figures = {"config": _jsonable(asdict(config)), "environment": environment(device),
-               "training": training(config, device, echo), "training_wide": training_wide(config, device, echo),
-               "profile": profile_step(config, device, echo), "options": speed_options(config, device, echo),
-               "inference": inference(config, device, echo), "classical": classical(config, echo)}
+    whole = set(sections) == set(SECTIONS)
+    figures = ({"config": _jsonable(asdict(config)), "environment": environment(device)} if whole
+               else previous_figures(results, config, device))
+    measure: dict[str, Callable[[], Any]] = {
+        "training": lambda: training(config, device, echo), "training_wide": lambda: training_wide(config, device, echo),
+        "profile": lambda: profile_step(config, device, echo), "options": lambda: speed_options(config, device, echo),
+        "inference": lambda: inference(config, device, echo), "classical": lambda: classical(config, echo)}
+    with freed_memory_kept(enabled=device.type == "cpu"):
+        figures.update({name: measure[name]() for name in TRAINING_SECTIONS if name in sections})
+    figures.update({name: measure[name]() for name in SECTIONS if name in sections and name not in TRAINING_SECTIONS})
     figures["summary"] = summary(figures)
-    figures["seconds"] = round(time.perf_counter() - start, 1)
+    seconds = round(time.perf_counter() - start, 1)
+    if whole:
+        figures["seconds"] = seconds
+        figures.pop("rerun", None)
+    else:
+        figures["rerun"] = {"sections": [name for name in SECTIONS if name in sections], "seconds": seconds,
+                            "environment": environment(device)}
     results.mkdir(parents=True, exist_ok=True)
     (results / "bench.json").write_text(json.dumps(figures, indent=1))
     (results / "bench.md").write_text(markdown(figures))
@@ -602,7 +647,9 @@ def markdown(figures: dict[str, Any]) -> str:
     backbone = cfg["backbone"]
     lines = ["# Speed and memory (`make bench`)", "",
              f"Device: {env['device']} ({env['cpu_cores']} CPU cores, {env['torch_threads']} torch threads); "
-             f"torch {env['torch']}, Lightning {env['pytorch-lightning']}. Took {figures['seconds']:.0f} s.",
+             f"torch {env['torch']}, Lightning {env['pytorch-lightning']}. Took {figures['seconds']:.0f} s."
+             + (f" Re-run later in {figures['rerun']['seconds']:.0f} s: {', '.join(figures['rerun']['sections'])}."
+                if "rerun" in figures else ""),
              f"Network: U-Net depth {backbone['depth']}, {backbone['base_channels']} channels, batch norm "
              f"{'on' if backbone['batch_norm'] else 'off'}. Each figure: median (lowest-highest) over "
              f"{cfg['rounds']} rounds of {cfg['steps_per_round']} timed steps after {cfg['warmup']} warm-up steps.", "",

@@ -22,7 +22,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from benchmark.allocator import keep_freed_memory
+from benchmark.allocator import keep_freed_memory, stop_keeping_freed_memory
 from benchmark.spec import Cell, Resources, TrainConfig
 from benchmark.store import DoneRecord, Environment, ResultStore, StoreWarning, TestScores, Timings, Training, now
 from benchmark.console import progress_bars
@@ -222,11 +222,17 @@ class StopOnNonFiniteLoss(pl.Callback):
 
 class KeepFreedMemoryOnCpu(pl.Callback):
     """In every training process that trains on the CPU, glibc keeps freed memory for the next step
-    instead of taking it from the kernel again page by page (`benchmark.allocator`)."""
+    instead of taking it from the kernel again page by page; when training ends it hands the memory back
+    and the largest blocks are mapped again, for the scoring that follows and the next cell
+    (`benchmark.allocator`)."""
 
     def setup(self, trainer: pl.Trainer, method: Any, stage: str) -> None:
         if trainer.strategy.root_device.type == "cpu":
             keep_freed_memory()
+
+    def teardown(self, trainer: pl.Trainer, method: Any, stage: str) -> None:
+        if trainer.strategy.root_device.type == "cpu":
+            stop_keeping_freed_memory()
 
 
 def checkpoint_interval(train: TrainConfig) -> int:

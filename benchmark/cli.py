@@ -13,7 +13,7 @@ from typing import NoReturn
 import torch
 
 from benchmark import denoise, export
-from benchmark.bench import BenchConfig, run_bench
+from benchmark.bench import SECTIONS, BenchConfig, parse_sections, run_bench
 from benchmark.console import whole_numbers
 from benchmark.figures import FIGURES, write_figure
 from benchmark.html_report import write_index
@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                        help="torch device to measure on (default: cuda if available, else cpu)")
     bench.add_argument("--results", type=Path, default=Path("results"), help="folder for bench.md and bench.json")
+    bench.add_argument("--sections", help=f"re-measure only these sections of the last whole run in --results "
+                       f"(comma-separated: {', '.join(SECTIONS)}); the others are kept")
     denoise.add_parser(commands)
     export.add_parser(commands)
     data = commands.add_parser("data", help="which datasets are present under the data folder, and what is missing")
@@ -315,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             return {"denoise": denoise.command, "export": export.command}[args.command](args)
         if args.command == "bench":
             config = BenchConfig.quick() if args.quick else BenchConfig()
-            run_bench(config, torch.device(args.device), args.results)
+            sections = parse_sections(args.sections) if args.sections else SECTIONS
+            run_bench(config, torch.device(args.device), args.results, sections=sections)
             print(f"wrote {args.results / 'bench.md'} and {args.results / 'bench.json'}")
             return 0
         if args.command == "rescore":

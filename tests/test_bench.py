@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from benchmark.bench import BenchConfig, build_trainable, lightning_steps, parse_option, run_bench, training_batches
+from benchmark.bench import (SECTIONS, BenchConfig, build_trainable, lightning_steps, parse_option, run_bench,
+                             training_batches)
 from benchmark.cli import main
 from methods import METHODS
 
@@ -73,7 +74,28 @@ def test_quick_bench_writes_every_section(tmp_path):
     for heading in ("## Training", "## Training at the paper's widths", "## Profile of one noise2same step",
                     "## Speed options", "## Inference", "## Classical methods"):
         assert heading in report
-    assert "| noise2same | 3-D | 1 |" in report
+    assert "| noise2same | 3-D | 1 |" in report and "Re-run later" not in report
+
+    # Re-measuring one section keeps every other from the whole run, and the report says what was re-run.
+    rerun = run_bench(QUICK, torch.device("cpu"), tmp_path, echo=lambda line: None, sections=("classical",))
+    stored_again = json.loads((tmp_path / "bench.json").read_text())
+    assert stored_again["training"] == stored["training"] and stored_again["inference"] == stored["inference"]
+    assert stored_again["seconds"] == stored["seconds"] and rerun["rerun"]["sections"] == ["classical"]
+    assert stored_again["classical"] != stored["classical"]  # measured again: its timings differ
+    assert "Re-run later in" in (tmp_path / "bench.md").read_text()
+    run_bench(QUICK, torch.device("cpu"), tmp_path, echo=lambda line: None, sections=SECTIONS)
+    assert "rerun" not in json.loads((tmp_path / "bench.json").read_text())  # a whole run replaces it all
+
+
+def test_sections_need_a_whole_run_of_the_same_configuration_to_go_into(tmp_path, capsys):
+    assert main(["bench", "--quick", "--results", str(tmp_path), "--sections", "classical"]) == 2
+    assert "run the whole bench first" in capsys.readouterr().err
+    (tmp_path / "bench.json").write_text(json.dumps({"config": {"rounds": 99}, "environment": {"device": "cpu"}}))
+    assert main(["bench", "--quick", "--results", str(tmp_path), "--sections", "classical"]) == 2
+    assert "another configuration or device" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--results", str(tmp_path), "--sections", "inference,gpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown bench section(s) gpu: choose from training," in err
 
 
 

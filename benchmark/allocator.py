@@ -28,7 +28,7 @@ NEVER_TRIM = -1  # mallopt(M_TRIM_THRESHOLD, -1): the heap's top is never trimme
 # Where glibc's own setting settles once large blocks have been freed (malloc.c: each freed mapped block
 # raises the mmap threshold to its size, at most 32 MiB, and the trim threshold to twice that). Set
 # explicitly, glibc no longer moves them, so its starting values (128 KiB) would map every block of 128
-# KiB and more afresh: 205,000 faults per 512x512 image and 0.55x the speed of the settled values here.
+# KiB and more afresh: 205,000 faults per 512x512 image, at half the speed of the settled values here.
 AFTER_TRAINING = {M_MMAP_MAX: 65536, M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 64 << 20}
 
 
